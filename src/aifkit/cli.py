@@ -1,0 +1,207 @@
+"""The ``aifkit`` command: thin click commands forwarding to the keyword-only Python API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from aifkit import __version__, tiers
+from aifkit.errors import AifkitError
+
+COURSES = Path("courses")
+
+
+def _fail(error: AifkitError) -> None:
+    click.secho(f"error: {error}", fg="red", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aifkit")
+def main() -> None:
+    """aifkit: learn HPC and AI on the AI Factory, from a laptop to thousands of GPUs."""
+
+
+@main.command()
+def doctor() -> None:
+    """Check this machine or allocation and say how to fix each problem."""
+    from aifkit import doctor as doctor_mod
+
+    sys.exit(doctor_mod.run())
+
+
+@main.group()
+def kernels() -> None:
+    """Jupyter kernels learners' notebooks run on."""
+
+
+@kernels.command("install")
+@click.option("--user", is_flag=True, help="Install into the user's Jupyter data dir.")
+@click.option("--sys-prefix", is_flag=True, help="Install into this Python environment.")
+@click.option("--prefix", type=click.Path(file_okay=False), help="Install under this prefix.")
+def kernels_install(user: bool, sys_prefix: bool, prefix: str | None) -> None:
+    """Install the kernelspecs from kernels/ (e.g. 'Python 3 (AI Factory)')."""
+    from aifkit import kernels as kernels_mod
+
+    try:
+        where = kernels_mod.install(user=user, sys_prefix=sys_prefix, prefix=prefix)
+    except AifkitError as error:
+        _fail(error)
+    click.echo(f"installed kernels into {where}")
+
+
+@kernels.command("list")
+def kernels_list() -> None:
+    """List installed kernelspecs."""
+    from aifkit import kernels as kernels_mod
+
+    for name, where in sorted(kernels_mod.list_installed().items()):
+        click.echo(f"{name:20} {where}")
+
+
+@main.group()
+def catalog() -> None:
+    """The course catalog (courses/catalog.yml)."""
+
+
+@catalog.command("check")
+@click.argument("courses", type=click.Path(path_type=Path), default=COURSES)
+def catalog_check(courses: Path) -> None:
+    """Validate the catalog and its agreement with the assignment folders."""
+    from aifkit import catalog as catalog_mod
+
+    try:
+        loaded = catalog_mod.load(courses)
+    except AifkitError as error:
+        _fail(error)
+    problems = catalog_mod.check_folders(loaded)
+    for problem in problems:
+        click.secho(problem, fg="red")
+    count = sum(1 for _ in loaded.assignments())
+    click.echo(
+        f"{count} assignment(s) in {len(loaded.tracks)} track(s); {len(problems)} problem(s)"
+    )
+    sys.exit(1 if problems else 0)
+
+
+@catalog.command("list")
+@click.argument("courses", type=click.Path(path_type=Path), default=COURSES)
+def catalog_list(courses: Path) -> None:
+    """Show the curriculum in teaching order."""
+    from aifkit import catalog as catalog_mod
+
+    try:
+        loaded = catalog_mod.load(courses)
+    except AifkitError as error:
+        _fail(error)
+    for track in loaded.tracks:
+        click.secho(f"{track.id}  {track.title}", bold=True)
+        for a in track.assignments:
+            click.echo(f"   {a.id:28} {a.minutes:3d} min  {a.title}")
+
+
+@main.group()
+def nb() -> None:
+    """Lint, strip and create course notebooks."""
+
+
+@nb.command("lint")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def nb_lint(paths: tuple[Path, ...]) -> None:
+    """Report every problem with file, cell, what is wrong and how to fix it."""
+    from aifkit.notebooks import lint
+
+    findings = lint.lint(paths or (COURSES,))
+    for finding in findings:
+        click.echo(str(finding))
+    fixable = sum(f.fixable for f in findings)
+    click.echo(f"{len(findings)} finding(s), {fixable} fixable by `aifkit nb strip`", err=True)
+    sys.exit(1 if findings else 0)
+
+
+@nb.command("strip")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--check", is_flag=True, help="Only report; exit 1 if anything would change.")
+def nb_strip(paths: tuple[Path, ...], check: bool) -> None:
+    """Remove outputs, execution counts and metadata outside the allow-list."""
+    from aifkit.notebooks import strip
+
+    try:
+        results = strip.strip(paths or (COURSES,), check=check)
+    except AifkitError as error:
+        _fail(error)
+    changed = [r for r in results if r.changes]
+    for result in changed:
+        click.echo(f"{result.path}: {'would change' if check else 'stripped'}")
+        for change in result.changes:
+            click.echo(f"  {change}")
+    click.echo(
+        f"{len(changed)} of {len(results)} notebook(s) {'need' if check else 'were'} stripped",
+        err=True,
+    )
+    sys.exit(1 if check and changed else 0)
+
+
+@nb.command("new")
+@click.argument("assignment_id")
+def nb_new(assignment_id: str) -> None:
+    """Create courses/<ID>/<ID>.ipynb from the template."""
+    from aifkit.notebooks.template import new_assignment
+
+    try:
+        path = new_assignment(assignment_id, courses=COURSES)
+    except AifkitError as error:
+        _fail(error)
+    click.echo(f"created {path}; now add {assignment_id!r} to courses/catalog.yml")
+
+
+def _parse_parameters(values: tuple[str, ...]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for value in values:
+        name, sep, raw = value.partition("=")
+        if not sep or not name.isidentifier():
+            raise click.BadParameter(f"{value!r}: expected NAME=VALUE", param_hint="-p")
+        parameters[name] = yaml.safe_load(raw)
+    return parameters
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--tier", default=tiers.AUTO, show_default=True,
+              type=click.Choice([tiers.AUTO, *tiers.TIERS]), help="Tier to execute at.")  # fmt: skip
+@click.option(
+    "--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="Parallel workers."
+)
+@click.option("--cached", is_flag=True, help="Skip notebooks unchanged since they last passed.")
+@click.option("--report", "report_dir", default=Path("build/validate"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where reports and executed notebooks go.")  # fmt: skip
+@click.option("-p", "--parameter", "parameter", multiple=True, metavar="NAME=VALUE",
+              help="Extra papermill parameter (YAML value); repeatable.")  # fmt: skip
+@click.option(
+    "--reset-timings", is_flag=True, help="Forget recorded durations (after a real speed-up)."
+)
+def validate(paths: tuple[Path, ...], tier: str, jobs: int, cached: bool, report_dir: Path,
+             parameter: tuple[str, ...], reset_timings: bool) -> None:  # fmt: skip
+    """Execute notebooks with papermill at a tier and report what failed and why."""
+    from aifkit.notebooks import report
+    from aifkit.notebooks.progress import Progress
+    from aifkit.notebooks.validate import validate as run_validate
+
+    parameters = _parse_parameters(parameter)
+    try:
+        with Progress() as progress:
+            outcomes = run_validate(
+                paths or (COURSES,), tier=tier, jobs=jobs, cached=cached, report_dir=report_dir,
+                parameters=parameters, reset_timings=reset_timings,
+                on_start=progress.start, on_result=progress.update,
+            )  # fmt: skip
+    except AifkitError as error:
+        _fail(error)
+    written = report.write(outcomes, report_dir)
+    click.echo(report.table(outcomes))
+    click.echo(f"report: {written['table']}, {written['json']}, {written['junit']}")
+    sys.exit(0 if outcomes and all(o.ok for o in outcomes) else 1)

@@ -1,0 +1,29 @@
+"""The small exception hierarchy of aifkit: every message says what, where and how to fix it."""
+
+
+class AifkitError(Exception):
+    """Base class of every error aifkit raises on purpose."""
+
+
+class CatalogError(AifkitError):
+    """The course catalog is missing, malformed or disagrees with the course folders."""
+
+
+class TierError(AifkitError):
+    """A tier name is unknown or cannot be resolved on this machine."""
+
+
+class NotebookError(AifkitError):
+    """A notebook cannot be read, linted or executed."""
+
+
+class KernelSpecError(AifkitError):
+    """A kernelspec is missing or cannot be installed."""
+
+
+class LauncherError(AifkitError):
+    """The kernel launcher cannot fit the environment (for example a bad AIFKIT_THREADS)."""
+
+
+class FactsError(AifkitError):
+    """A factory fact is unknown, or the facts data file is missing or malformed."""

@@ -1,0 +1,1 @@
+"""The notebook toolchain: read, lint, strip, hash, execute and validate course notebooks."""

@@ -1,0 +1,319 @@
+"""Notebook lint: every finding says which file, which cell, what is wrong and how to fix it.
+
+Rules run in order on one notebook; each is a small function returning findings, so each can
+be read and tested alone. A notebook that is not even valid JSON or nbformat 4 stops at the
+first rule: nothing else can be said about it reliably.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from aifkit.errors import NotebookError
+from aifkit.notebooks import reading
+
+MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in one notebook (``cell`` is None for notebook-wide problems)."""
+
+    path: Path
+    cell: int | None
+    rule: str
+    message: str
+    fix: str
+    fixable: bool = False
+
+    def __str__(self) -> str:
+        where = f"{self.path}" if self.cell is None else f"{self.path}: cell {self.cell}"
+        return f"{where}: [{self.rule}] {self.message} (fix: {self.fix})"
+
+
+Rule = Callable[[Path, Any, "LintContext"], list[Finding]]
+
+
+@dataclass(frozen=True)
+class LintContext:
+    """What rules need to know beyond the notebook: allowed kernels and the size limit."""
+
+    kernels: frozenset[str]
+    max_bytes: int = MAX_BYTES
+
+
+# Patterns of run-time downloads and installs: compute nodes of a factory have no internet.
+_DOWNLOADS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.MULTILINE), what)
+    for pattern, what in (
+        (r"^\s*[!%]\s*(pip|pip3|conda|mamba|uv)\b", "installs packages at run time"),
+        (r"^\s*!\s*(wget|curl|git\s+clone|apt(-get)?)\b", "downloads at run time"),
+        (r"\b(import\s+urllib|from\s+urllib\b|urllib\.request)", "uses urllib to download"),
+        (r"\b(import\s+requests|from\s+requests\b|requests\.(get|post))", "uses requests to download"),
+        (r"\b(import\s+httpx|from\s+httpx\b)", "uses httpx to download"),
+        (r"\bsubprocess\.\w+\(.*\bpip\b.*install", "installs packages through subprocess"),
+        (r"\.from_pretrained\(|\bhf_hub_download\(|\bsnapshot_download\(", "loads from a model hub"),
+        (r"\bload_dataset\(|\btorch\.hub\.load\(", "loads from a dataset or model hub"),
+        (r"\bdownload\s*=\s*True\b", "asks a data set loader to download"),
+        (r"\bfetch_(openml|california_housing|covtype|kddcup99|lfw_\w+|olivetti_faces|"
+         r"rcv1|species_distributions|20newsgroups\w*)\(", "fetches a scikit-learn data set online"),
+    )
+)  # fmt: skip
+
+
+def _rule_metadata(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+    findings = []
+    extra = sorted(set(nb.metadata) - reading.NOTEBOOK_METADATA_KEYS)
+    if extra:
+        findings.append(Finding(
+            path, None, "metadata", f"notebook metadata keys not allowed: {', '.join(extra)}",
+            f"aifkit nb strip {path}", fixable=True,
+        ))  # fmt: skip
+    for index, cell in enumerate(nb.cells):
+        extra = sorted(set(cell.get("metadata", {})) - reading.CELL_METADATA_KEYS)
+        if extra:
+            findings.append(Finding(
+                path, index, "metadata", f"cell metadata keys not allowed: {', '.join(extra)}",
+                f"aifkit nb strip {path}", fixable=True,
+            ))  # fmt: skip
+    return findings
+
+
+def _rule_outputs(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+    findings = []
+    for index, cell in reading.code_cells(nb):
+        if cell.get("outputs") or cell.get("execution_count") is not None:
+            findings.append(Finding(
+                path, index, "outputs", "outputs or an execution count are committed",
+                f"aifkit nb strip {path}", fixable=True,
+            ))  # fmt: skip
+    return findings
+
+
+def _rule_kernelspec(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+    name = nb.metadata.get("kernelspec", {}).get("name")
+    if name in ctx.kernels:
+        return []
+    known = ", ".join(sorted(ctx.kernels)) or "none found"
+    return [Finding(
+        path, None, "kernelspec", f"kernelspec {name!r} is not one of the kernels in kernels/ ({known})",
+        "choose the 'Python 3 (AI Factory)' kernel in JupyterLab, or set metadata.kernelspec.name "
+        "to 'aifkit'",
+    )]  # fmt: skip
+
+
+def _defines_tier(source: str) -> bool:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        )  # fmt: skip
+        if any(isinstance(t, ast.Name) and t.id == "TIER" for t in targets):
+            return True
+    return False
+
+
+def _rule_parameters(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+    cells = [(i, c) for i, c in reading.code_cells(nb) if reading.has_tag(c, "parameters")]
+    if not cells:
+        return [Finding(
+            path, None, "parameters", "no code cell tagged 'parameters'",
+            "add a code cell `TIER = \"auto\"` near the top and tag it 'parameters' (see "
+            "courses/TEMPLATE.ipynb)",
+        )]  # fmt: skip
+    findings = []
+    if len(cells) > 1:
+        findings.append(Finding(
+            path, cells[1][0], "parameters", "more than one cell is tagged 'parameters'",
+            "keep one parameters cell; papermill injects values after the first",
+        ))  # fmt: skip
+    index, cell = cells[0]
+    if not _defines_tier(reading.source_of(cell)):
+        findings.append(Finding(
+            path, index, "parameters", "the parameters cell does not define TIER",
+            'add `TIER = "auto"` to the parameters cell',
+        ))  # fmt: skip
+    return findings
+
+
+def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+    findings: list[Finding] = []
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(nb.cells):
+        meta = reading.nbgrader_meta(cell)
+        if not (meta.get("grade") or meta.get("solution") or meta.get("task")):
+            continue
+        grade_id = meta.get("grade_id")
+        if not isinstance(grade_id, str) or not grade_id:
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "nbgrader",
+                    "graded cell has no grade_id",
+                    "set a unique grade_id in the nbgrader cell toolbar",
+                )
+            )
+        elif grade_id in seen:
+            findings.append(Finding(
+                path, index, "nbgrader", f"grade_id {grade_id!r} already used by cell {seen[grade_id]}",
+                "give every graded cell its own grade_id",
+            ))  # fmt: skip
+        else:
+            seen[grade_id] = index
+        points = meta.get("points")
+        if (meta.get("grade") or meta.get("task")) and (
+            isinstance(points, bool) or not isinstance(points, int | float) or points <= 0
+        ):
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "nbgrader",
+                    f"graded cell has points {points!r}",
+                    "give graded cells points > 0",
+                )
+            )
+        if meta.get("schema_version") != 3:
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "nbgrader",
+                    "nbgrader schema_version is not 3",
+                    "set schema_version 3 (re-save with nbgrader's cell toolbar)",
+                )
+            )
+    return findings + _answers_followed_by_tests(path, nb)
+
+
+def _answers_followed_by_tests(path: Path, nb: Any) -> list[Finding]:
+    """Every autograded answer has at least one test cell before the next answer (or the end)."""
+    findings = []
+    cells = nb.cells
+    for index, cell in enumerate(cells):
+        if not reading.is_autograded_answer(cell):
+            continue
+        later = cells[index + 1 :]
+        stop = next((i for i, c in enumerate(later) if reading.is_solution_cell(c)), len(later))
+        if not any(reading.is_test_cell(c) for c in later[:stop]):
+            findings.append(Finding(
+                path, index, "nbgrader", "autograded answer cell has no test cell after it",
+                "add a graded test cell (grade: true, points > 0) after the answer, or make the "
+                "answer manually graded",
+            ))  # fmt: skip
+    return findings
+
+
+def _rule_markers(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+    findings = []
+    for index, cell in enumerate(nb.cells):
+        source = reading.source_of(cell)
+        if any(m in source for m in reading.HIDDEN_MARKERS) and not reading.is_test_cell(cell):
+            findings.append(Finding(
+                path, index, "markers", "hidden-test markers outside a graded test cell",
+                "move the hidden tests into an autograder test cell; elsewhere learners see them",
+            ))  # fmt: skip
+        if any(m in source for m in reading.SOLUTION_MARKERS) and not reading.is_solution_cell(
+            cell
+        ):
+            findings.append(Finding(
+                path, index, "markers", "solution markers outside a solution cell",
+                "mark the cell as an answer cell (solution: true) or remove the markers; "
+                "otherwise the solution is released to learners",
+            ))  # fmt: skip
+    return findings
+
+
+def _rule_downloads(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+    findings = []
+    for index, cell in reading.code_cells(nb):
+        source = reading.source_of(cell)
+        for pattern, what in _DOWNLOADS:
+            match = pattern.search(source)
+            if match:
+                findings.append(Finding(
+                    path, index, "downloads", f"{what}: {match.group(0).strip()!r}",
+                    "compute nodes have no internet: bundle the data (aifkit.data), generate it, "
+                    "or use a data set shipped inside a package; add packages to requirements.lock",
+                ))  # fmt: skip
+    return findings
+
+
+RULES: tuple[Rule, ...] = (
+    _rule_metadata,
+    _rule_outputs,
+    _rule_kernelspec,
+    _rule_parameters,
+    _rule_nbgrader,
+    _rule_markers,
+    _rule_downloads,
+)
+
+
+def _default_kernels() -> frozenset[str]:
+    from aifkit.kernels import kernels_dir
+
+    return frozenset(p.name for p in kernels_dir().iterdir() if (p / "kernel.json").is_file())
+
+
+def lint_notebook(path: Path, ctx: LintContext | None = None) -> list[Finding]:
+    """All findings for one notebook file."""
+    ctx = ctx or LintContext(kernels=_default_kernels())
+    size = path.stat().st_size if path.is_file() else 0
+    findings = []
+    if size > ctx.max_bytes:
+        findings.append(Finding(
+            path, None, "size", f"{size} bytes, over the {ctx.max_bytes} byte limit",
+            "strip outputs, and move data or images into files the notebook reads",
+        ))  # fmt: skip
+    try:
+        nb = reading.read(path)
+    except NotebookError as error:
+        return [
+            *findings,
+            Finding(
+                path,
+                None,
+                "format",
+                str(error).removeprefix(f"{path}: "),
+                "restore the file from git or re-save it in JupyterLab",
+            ),
+        ]
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as error:
+        findings.append(
+            Finding(
+                path,
+                None,
+                "format",
+                f"not valid nbformat 4: {error.message}",
+                f"aifkit nb strip {path} (re-saving in JupyterLab also repairs it)",
+            )
+        )
+    for rule in RULES:
+        findings.extend(rule(path, nb, ctx))
+    return findings
+
+
+def lint(
+    paths: Iterable[Path], *, kernels: Iterable[str] | None = None, max_bytes: int = MAX_BYTES
+) -> list[Finding]:
+    """Lint every notebook named or found below ``paths`` (a keyword-only API for the CLI)."""
+    ctx = LintContext(
+        kernels=frozenset(kernels) if kernels is not None else _default_kernels(),
+        max_bytes=max_bytes,
+    )
+    notebooks = reading.find_notebooks(paths)
+    return [finding for path in notebooks for finding in lint_notebook(path, ctx)]

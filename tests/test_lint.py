@@ -1,0 +1,173 @@
+"""Notebook lint: each rule fires on its fixture, says where, and clean notebooks stay clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from builders import COURSES, answer, code, grader_cell, parameters
+
+from aifkit.notebooks import lint, strip
+
+
+def rules(path: Path) -> list[str]:
+    return sorted({f.rule for f in lint.lint([path])})
+
+
+def test_valid_notebook_is_clean(good_nb: Path) -> None:
+    """Does a valid notebook produce no findings at all?"""
+    assert lint.lint([good_nb]) == []
+
+
+def test_course_notebooks_are_clean() -> None:
+    """Is every committed course notebook (and the template) lint clean?"""
+    findings = lint.lint([COURSES])
+    assert findings == [], "\n".join(map(str, findings))
+
+
+def test_invalid_json_is_one_format_finding(tmp_path: Path) -> None:
+    """Does broken JSON stop at a single, located format finding?"""
+    path = tmp_path / "broken.ipynb"
+    path.write_text('{"cells": [', encoding="utf-8")
+    findings = lint.lint([path])
+    assert [f.rule for f in findings] == ["format"]
+    assert "not valid JSON" in findings[0].message and "line 1" in findings[0].message
+
+
+def test_nbformat_3_is_rejected(tmp_path: Path) -> None:
+    """Is an nbformat-3 notebook reported with how to upgrade it?"""
+    path = tmp_path / "old.ipynb"
+    path.write_text('{"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "metadata": {}}')
+    (finding,) = lint.lint([path])
+    assert finding.rule == "format" and "upgrade" in finding.message
+
+
+def test_outputs_left_in_are_found_and_fixable(write_nb, tmp_path: Path) -> None:
+    """Are committed outputs found per cell, and does strip fix them without touching nbgrader?"""
+    cell = code("print(1)")
+    cell.outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    cell.execution_count = 3
+    path = write_nb("outputs", [cell, answer("ex1"), grader_cell("t1")])
+    findings = lint.lint([path])
+    assert [(f.rule, f.cell, f.fixable) for f in findings] == [("outputs", 1, True)]
+    strip.strip([path])
+    assert lint.lint([path]) == []
+    assert nbformat.read(path, 4).cells[2].metadata["nbgrader"]["grade_id"] == "ex1"
+
+
+def test_unknown_metadata_is_stripped_but_nbgrader_kept(write_nb) -> None:
+    """Does strip drop metadata outside the allow-list and keep nbgrader/aifkit/tags?"""
+    path = write_nb("meta", [answer("ex1"), grader_cell("t1")], aifkit={"min_seconds": 1})
+    nb = nbformat.read(path, 4)
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells[1].metadata["collapsed"] = True
+    nbformat.write(nb, str(path))
+    assert rules(path) == ["metadata"]
+    (result,) = strip.strip([path])
+    assert any("language_info" in c for c in result.changes)
+    nb = nbformat.read(path, 4)
+    assert set(nb.metadata) == {"kernelspec", "aifkit"}
+    assert set(nb.cells[1].metadata) == {"nbgrader"}
+    assert strip.strip([path], check=True)[0].changes == ()
+
+
+def test_duplicate_grade_id(write_nb) -> None:
+    """Is a reused grade_id reported at the second cell, naming the first?"""
+    path = write_nb("dup", [answer("ex1"), grader_cell("ex1")])
+    (finding,) = lint.lint([path])
+    assert finding.rule == "nbgrader" and finding.cell == 2 and "cell 1" in finding.message
+
+
+def test_missing_parameters_cell(write_nb) -> None:
+    """Is a notebook without a parameters cell told how to add one?"""
+    path = write_nb("noparams", [code("x = 1")], with_parameters=False)
+    (finding,) = lint.lint([path])
+    assert finding.rule == "parameters" and "TIER" in finding.fix
+
+
+def test_parameters_cell_must_define_tier(write_nb) -> None:
+    """Does a parameters cell that forgets TIER get flagged?"""
+    path = write_nb("notier", [parameters("SEED = 0"), code("x = 1")], with_parameters=False)
+    (finding,) = lint.lint([path])
+    assert finding.rule == "parameters" and finding.cell == 0
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "!wget https://example.org/data.csv",
+        "!pip install transformers",
+        "%pip install torch",
+        "import urllib.request\nurllib.request.urlretrieve('http://x', 'y')",
+        "import requests",
+        "model = AutoModel.from_pretrained('bert-base-uncased')",
+        "ds = load_dataset('imdb')",
+        "torchvision.datasets.MNIST('.', download=True)",
+        "from sklearn.datasets import fetch_openml\nX = fetch_openml('mnist_784')",
+    ],
+)
+def test_downloads_are_rejected(write_nb, source: str) -> None:
+    """Is every kind of run-time download or install caught in the cell that does it?"""
+    path = write_nb("download", [code("x = 1"), code(source)])
+    findings = lint.lint([path])
+    assert [(f.rule, f.cell) for f in findings] == [("downloads", 2)]
+    assert "no internet" in findings[0].fix
+
+
+def test_bundled_sklearn_data_is_allowed(write_nb) -> None:
+    """Are scikit-learn's bundled loaders (no network) allowed?"""
+    path = write_nb(
+        "digits",
+        [code("from sklearn.datasets import load_digits\nX, y = load_digits(return_X_y=True)")],
+    )
+    assert lint.lint([path]) == []
+
+
+def test_answer_without_tests(write_nb) -> None:
+    """Is an autograded answer with no test cell before the next answer reported?"""
+    path = write_nb("notests", [answer("ex1"), answer("ex2"), grader_cell("t2")])
+    (finding,) = lint.lint([path])
+    assert finding.rule == "nbgrader" and finding.cell == 1
+
+
+def test_graded_cell_needs_points(write_nb) -> None:
+    """Does a graded test cell with zero points get flagged?"""
+    path = write_nb("nopoints", [answer("ex1"), grader_cell("t1", points=0)])
+    assert [f.rule for f in lint.lint([path])] == ["nbgrader"]
+
+
+def test_markers_outside_their_cells(write_nb) -> None:
+    """Are hidden tests outside test cells and solutions outside answer cells flagged?"""
+    hidden = code("### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS")
+    solution = code("### BEGIN SOLUTION\nx = 1\n### END SOLUTION")
+    path = write_nb("markers", [hidden, solution])
+    findings = lint.lint([path])
+    assert [(f.rule, f.cell) for f in findings] == [("markers", 1), ("markers", 2)]
+
+
+def test_unknown_kernelspec(write_nb) -> None:
+    """Is a notebook on a kernel that kernels/ does not ship flagged?"""
+    path = write_nb("kernel", [code("x = 1")])
+    nb = nbformat.read(path, 4)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, str(path))
+    (finding,) = lint.lint([path])
+    assert finding.rule == "kernelspec" and "aifkit" in finding.fix
+
+
+def test_size_limit(write_nb) -> None:
+    """Is an oversized notebook flagged?"""
+    path = write_nb("big", [code("x = 1")])
+    assert [f.rule for f in lint.lint([path], max_bytes=100)] == ["size"]
+
+
+def test_finding_names_file_cell_and_fix(write_nb) -> None:
+    """Does the printed finding carry file, cell index, problem and fix?"""
+    path = write_nb("dl", [code("!curl -O http://x")])
+    text = str(lint.lint([path])[0])
+    assert str(path) in text and "cell 1" in text and "[downloads]" in text and "fix:" in text
