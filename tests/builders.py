@@ -44,8 +44,12 @@ def grader_cell(
     return code(source, solution=False, grade=True, grade_id=grade_id, points=points, locked=True)
 
 
-def build(cells: list[nbformat.NotebookNode], *, with_parameters: bool = True,
-          aifkit: dict[str, Any] | None = None) -> nbformat.NotebookNode:  # fmt: skip
+def build(
+    cells: list[nbformat.NotebookNode],
+    *,
+    with_parameters: bool = True,
+    aifkit: dict[str, Any] | None = None,
+) -> nbformat.NotebookNode:
     """A valid nbformat-4 notebook on the aifkit kernel."""
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(AIFKIT_KERNEL)}

@@ -25,7 +25,7 @@ def write_nb(tmp_path: Path) -> Callable[..., Path]:
     """Write a notebook built from cells into tmp_path and return its path."""
 
     def _write(name: str, cells: list[nbformat.NotebookNode], **kwargs: Any) -> Path:
-        path = tmp_path / f"{name}.ipynb"
+        path = tmp_path / "notebooks" / f"{name}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(build(cells, **kwargs), str(path))
         return path

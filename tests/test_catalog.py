@@ -14,12 +14,24 @@ from aifkit.errors import CatalogError
 MINIMAL = {
     "schema_version": 1,
     "course_id": "demo",
-    "tracks": [{"id": "A", "title": "Track A", "assignments": [
-        {"id": "a01-one", "title": "One", "minutes": 20, "objectives": ["learn"]},
-        {"id": "a02-two", "title": "Two", "minutes": 30, "objectives": ["more"],
-         "prerequisites": ["a01-one"], "budget_s": {"cpu-tiny": 45}},
-    ]}],
-}  # fmt: skip
+    "tracks": [
+        {
+            "id": "A",
+            "title": "Track A",
+            "assignments": [
+                {"id": "a01-one", "title": "One", "minutes": 20, "objectives": ["learn"]},
+                {
+                    "id": "a02-two",
+                    "title": "Two",
+                    "minutes": 30,
+                    "objectives": ["more"],
+                    "prerequisites": ["a01-one"],
+                    "budget_s": {"cpu-tiny": 45},
+                },
+            ],
+        }
+    ],
+}
 
 
 def write(tmp_path: Path, data: object) -> Path:

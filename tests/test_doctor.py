@@ -102,6 +102,13 @@ def test_writable_scratch_is_used_and_left_clean(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_granted_gpus_that_torch_cannot_see_are_a_warning(allocation: dict[str, str]) -> None:
+    """If SLURM granted GPUs but torch sees none, does the doctor warn and say what to check?"""
+    gpus = _by_item(doctor.collect(allocation))["gpus"]
+    assert gpus.status == doctor.WARN
+    assert "CUDA_VISIBLE_DEVICES" in gpus.fix
+
+
 def test_no_gpu_is_fine_at_cpu_tiny() -> None:
     """Without a GPU, is 'none' ok with a note, and the tier cpu-tiny?"""
     checks = _by_item(doctor.collect({"CUDA_VISIBLE_DEVICES": ""}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,15 @@ def test_install_into_a_prefix_and_list_it(tmp_path: Path, monkeypatch: pytest.M
     assert installed["aifkit"] == where / "aifkit"
     assert kernels.is_current(installed["aifkit"])
     assert kernels.on_search_path(where)
+
+
+def test_sys_prefix_installs_into_this_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Does --sys-prefix install under sys.prefix (the environment Jupyter runs from)?"""
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert kernels.install(sys_prefix=True) == tmp_path / "share" / "jupyter" / "kernels"
+    assert (tmp_path / "share" / "jupyter" / "kernels" / "aifkit" / "kernel.json").is_file()
 
 
 def test_install_replaces_an_existing_copy(tmp_path: Path) -> None:

@@ -25,8 +25,14 @@ DEFAULT_TIMEOUT_S = {"cpu-tiny": 120, "gpu": 600, "multi-gpu": 1200}
 _TOP_KEYS = {"schema_version", "course_id", "title", "tracks"}
 _TRACK_KEYS = {"id", "title", "summary", "assignments"}
 _ASSIGNMENT_KEYS = {
-    "id", "title", "notebook", "minutes", "objectives", "prerequisites", "budget_s",
-}  # fmt: skip
+    "id",
+    "title",
+    "notebook",
+    "minutes",
+    "objectives",
+    "prerequisites",
+    "budget_s",
+}
 
 
 @dataclass(frozen=True)

@@ -171,21 +171,55 @@ def _parse_parameters(values: tuple[str, ...]) -> dict[str, Any]:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--tier", default=tiers.AUTO, show_default=True,
-              type=click.Choice([tiers.AUTO, *tiers.TIERS]), help="Tier to execute at.")  # fmt: skip
+@click.option(
+    "--tier",
+    default=tiers.AUTO,
+    show_default=True,
+    type=click.Choice([tiers.AUTO, *tiers.TIERS]),
+    help="Tier to execute at.",
+)
 @click.option(
     "--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="Parallel workers."
 )
 @click.option("--cached", is_flag=True, help="Skip notebooks unchanged since they last passed.")
-@click.option("--report", "report_dir", default=Path("build/validate"), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Where reports and executed notebooks go.")  # fmt: skip
-@click.option("-p", "--parameter", "parameter", multiple=True, metavar="NAME=VALUE",
-              help="Extra papermill parameter (YAML value); repeatable.")  # fmt: skip
+@click.option(
+    "--report",
+    "report_dir",
+    default=Path("build/validate"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where reports and executed notebooks go.",
+)
+@click.option(
+    "-p",
+    "--parameter",
+    "parameter",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Extra papermill parameter (YAML value); repeatable.",
+)
 @click.option(
     "--reset-timings", is_flag=True, help="Forget recorded durations (after a real speed-up)."
 )
-def validate(paths: tuple[Path, ...], tier: str, jobs: int, cached: bool, report_dir: Path,
-             parameter: tuple[str, ...], reset_timings: bool) -> None:  # fmt: skip
+@click.option(
+    "--state",
+    "state_path",
+    envvar="AIFKIT_STATE",
+    default=Path(".aifkit/validate-state.json"),
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Recorded durations and cache fingerprints [env: AIFKIT_STATE].",
+)
+def validate(
+    paths: tuple[Path, ...],
+    tier: str,
+    jobs: int,
+    cached: bool,
+    report_dir: Path,
+    parameter: tuple[str, ...],
+    reset_timings: bool,
+    state_path: Path,
+) -> None:
     """Execute notebooks with papermill at a tier and report what failed and why."""
     from aifkit.notebooks import report
     from aifkit.notebooks.progress import Progress
@@ -195,10 +229,17 @@ def validate(paths: tuple[Path, ...], tier: str, jobs: int, cached: bool, report
     try:
         with Progress() as progress:
             outcomes = run_validate(
-                paths or (COURSES,), tier=tier, jobs=jobs, cached=cached, report_dir=report_dir,
-                parameters=parameters, reset_timings=reset_timings,
-                on_start=progress.start, on_result=progress.update,
-            )  # fmt: skip
+                paths or (COURSES,),
+                tier=tier,
+                jobs=jobs,
+                cached=cached,
+                report_dir=report_dir,
+                parameters=parameters,
+                reset_timings=reset_timings,
+                state_path=state_path,
+                on_start=progress.start,
+                on_result=progress.update,
+            )
     except AifkitError as error:
         _fail(error)
     written = report.write(outcomes, report_dir)

@@ -118,6 +118,13 @@ def check_gpus(env: Mapping[str, str]) -> Check:
     except Exception as exc:
         return Check("gpus", f"error: {exc}", WARN, fix="check the driver: nvidia-smi")
     if not props:
+        granted = env.get("SLURM_GPUS_ON_NODE", "").strip()
+        if granted.isdigit() and int(granted) > 0:
+            fix = (
+                f"SLURM granted {granted} GPUs on this node but torch sees none: check "
+                "CUDA_VISIBLE_DEVICES and that torch is a CUDA build"
+            )
+            return Check("gpus", "none", WARN, fix=fix)
         note = "no GPU: notebooks run at cpu-tiny; start a GPU profile for the gpu tiers"
         return Check("gpus", "none", note=note)
     kinds = Counter(f"{p.name} ({p.total_memory / 2**30:.0f} GiB)" for p in props)
@@ -174,7 +181,10 @@ def check_slurm_tools(env: Mapping[str, str]) -> Check:
 
 
 def check_kernels(env: Mapping[str, str]) -> Check:
-    """The aifkit kernelspec is installed (and equals the repository's copy)."""
+    """The aifkit kernelspec is installed (and equals the repository's copy).
+
+    Jupyter's search path comes from this process (JUPYTER_PATH, user, environment, system).
+    """
     installed = kernels.list_installed()
     where = installed.get(kernels.KERNEL_NAME)
     if where is None:
@@ -256,6 +266,7 @@ def render(checks: list[Check], *, width: int = 100) -> str:
     value_w = min(max([len("value"), *(len(c.value) for c in checks)]), width - item_w - 10)
 
     def clip(text: str) -> str:
+        text = " ".join(text.split())  # an exception message may span lines
         return text if len(text) <= value_w else text[: value_w - 1] + "…"
 
     lines = [f"{'item':<{item_w}}  {'value':<{value_w}}  status"]

@@ -34,9 +34,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _EXCERPT_LINES = 12
 _GRACE_S = 10.0  # for kernel shutdown and the pipe, beyond the notebook's own budget
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(
-    ["papermill", "nbclient", "jupyter_client", "aifkit.notebooks.reading"]
-)
+# aifkit.notebooks first: it spares every later import the slow optional jsonschema extra.
+_CONTEXT.set_forkserver_preload(["aifkit.notebooks", "papermill", "psutil"])
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,7 @@ class Job:
     parameters: dict[str, Any] = field(default_factory=dict)
     kernel_name: str | None = None
     jupyter_path: str | None = None
+    environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     start_timeout_s: float = 60.0
 
     @property
@@ -91,6 +91,8 @@ def _child(job: Job, conn: multiprocessing.connection.Connection) -> None:
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    os.environ.clear()  # the fork server's environment is stale: use the caller's, as of the job
+    os.environ.update(job.environment)
     if job.jupyter_path:
         os.environ["JUPYTER_PATH"] = os.pathsep.join(
             p for p in (job.jupyter_path, os.environ.get("JUPYTER_PATH", "")) if p
@@ -126,13 +128,31 @@ def _child(job: Job, conn: multiprocessing.connection.Connection) -> None:
         )
         conn.send(("done", None))
     except PapermillExecutionError as error:
-        conn.send(("error", (CELL_ERROR, error.cell_index, f"{error.ename}: {error.evalue}",
-                             excerpt(error.traceback))))  # fmt: skip
+        conn.send(
+            (
+                "error",
+                (
+                    CELL_ERROR,
+                    error.cell_index,
+                    f"{error.ename}: {error.evalue}",
+                    excerpt(error.traceback),
+                ),
+            )
+        )
     except CellTimeoutError as error:
         conn.send(("error", (TIMEOUT, None, f"a cell ran past {job.timeout_s:.0f} s", str(error))))
     except DeadKernelError as error:
-        conn.send(("error", (DEAD_KERNEL, None, f"the kernel died ({error}): os._exit, out of "
-                             "memory or a crash in native code", "")))  # fmt: skip
+        conn.send(
+            (
+                "error",
+                (
+                    DEAD_KERNEL,
+                    None,
+                    f"the kernel died ({error}): os._exit, out of memory or a crash in native code",
+                    "",
+                ),
+            )
+        )
     except Exception as error:  # anything before the kernel answered is a start failure
         kind = DEAD_KERNEL if started else KERNEL_START
         conn.send(("error", (kind, None, f"{type(error).__name__}: {error}", "")))
@@ -222,7 +242,8 @@ def execute(job: Job) -> Execution:
                 outcome = payload
                 break
     finally:
-        _kill_tree(process.pid)
+        if process.pid is not None:
+            _kill_tree(process.pid)
         process.join(timeout=5)
         receiver.close()
     seconds = time.perf_counter() - start
@@ -232,5 +253,12 @@ def execute(job: Job) -> Execution:
     if kind in {DEAD_KERNEL, KERNEL_START, CRASH} and not trace:
         trace = _log_tail(job.log)
     cell = _source_cell(cell if kind == CELL_ERROR else running, _injected_index(job.output))
-    return Execution(status=FAILED, seconds=seconds, kind=kind, reason=reason, cell=cell,
-                     traceback=trace, executed_cells=executed)  # fmt: skip
+    return Execution(
+        status=FAILED,
+        seconds=seconds,
+        kind=kind,
+        reason=reason,
+        cell=cell,
+        traceback=trace,
+        executed_cells=executed,
+    )

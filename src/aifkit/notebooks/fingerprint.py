@@ -29,17 +29,21 @@ def find_root(start: Path) -> Path | None:
     return None
 
 
-def _files(paths: Iterable[Path]) -> list[Path]:
+def _files(paths: Iterable[Path], exclude: Iterable[Path]) -> list[Path]:
+    """Files below ``paths``, skipping hidden and generated ones and the ``exclude`` folders."""
+    skip = [e.resolve() for e in exclude]
     found: set[Path] = set()
     for path in paths:
-        if path.is_file():
-            found.add(path)
-        elif path.is_dir():
-            found.update(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix not in _SKIP_SUFFIXES and "__pycache__" not in p.parts
-                and ".ipynb_checkpoints" not in p.parts
-            )  # fmt: skip
+        candidates = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
+        for file in candidates:
+            relative = file.relative_to(path).parts if file != path else ()
+            if (
+                file.is_file()
+                and file.suffix not in _SKIP_SUFFIXES
+                and not any(part.startswith(".") or part == "__pycache__" for part in relative)
+                and not any(file.resolve().is_relative_to(e) for e in skip)
+            ):
+                found.add(file)
     return sorted(found)
 
 
@@ -57,8 +61,17 @@ def _kernel_json(name: str, roots: list[Path]) -> str:
         return f"missing:{name}"
 
 
-def fingerprint(path: Path, *, tier: str, parameters: Mapping[str, Any] | None = None) -> str:
-    """Hex digest that changes whenever anything this notebook's run depends on changes."""
+def fingerprint(
+    path: Path,
+    *,
+    tier: str,
+    parameters: Mapping[str, Any] | None = None,
+    exclude: Iterable[Path] = (),
+) -> str:
+    """Hex digest that changes whenever anything this notebook's run depends on changes.
+
+    ``exclude`` names folders that validation itself writes (reports, state), never inputs.
+    """
     nb = reading.read(path)
     root = find_root(path.resolve().parent)
     digest = hashlib.sha256()
@@ -79,8 +92,7 @@ def fingerprint(path: Path, *, tier: str, parameters: Mapping[str, Any] | None =
     if root:
         inputs.append(root / LOCK_FILE)
         inputs.extend(p for glob in aifkit_meta.get("reads", []) for p in root.glob(glob))
-    for file in _files(inputs):
-        if file.resolve() == path.resolve():
-            continue
-        add(f"file:{file.name}", file.read_bytes())
+    for file in _files(inputs, exclude):
+        if file.suffix != ".ipynb":  # the notebook itself counts by its code cells only
+            add(f"file:{file.name}", file.read_bytes())
     return digest.hexdigest()

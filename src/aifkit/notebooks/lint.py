@@ -56,33 +56,54 @@ _DOWNLOADS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^\s*[!%]\s*(pip|pip3|conda|mamba|uv)\b", "installs packages at run time"),
         (r"^\s*!\s*(wget|curl|git\s+clone|apt(-get)?)\b", "downloads at run time"),
         (r"\b(import\s+urllib|from\s+urllib\b|urllib\.request)", "uses urllib to download"),
-        (r"\b(import\s+requests|from\s+requests\b|requests\.(get|post))", "uses requests to download"),
+        (
+            r"\b(import\s+requests|from\s+requests\b|requests\.(get|post))",
+            "uses requests to download",
+        ),
         (r"\b(import\s+httpx|from\s+httpx\b)", "uses httpx to download"),
         (r"\bsubprocess\.\w+\(.*\bpip\b.*install", "installs packages through subprocess"),
-        (r"\.from_pretrained\(|\bhf_hub_download\(|\bsnapshot_download\(", "loads from a model hub"),
+        (
+            r"\.from_pretrained\(|\bhf_hub_download\(|\bsnapshot_download\(",
+            "loads from a model hub",
+        ),
         (r"\bload_dataset\(|\btorch\.hub\.load\(", "loads from a dataset or model hub"),
         (r"\bdownload\s*=\s*True\b", "asks a data set loader to download"),
-        (r"\bfetch_(openml|california_housing|covtype|kddcup99|lfw_\w+|olivetti_faces|"
-         r"rcv1|species_distributions|20newsgroups\w*)\(", "fetches a scikit-learn data set online"),
+        (
+            r"\bfetch_(openml|california_housing|covtype|kddcup99|lfw_\w+|olivetti_faces|"
+            r"rcv1|species_distributions|20newsgroups\w*)\(",
+            "fetches a scikit-learn data set online",
+        ),
     )
-)  # fmt: skip
+)
 
 
 def _rule_metadata(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     findings = []
     extra = sorted(set(nb.metadata) - reading.NOTEBOOK_METADATA_KEYS)
     if extra:
-        findings.append(Finding(
-            path, None, "metadata", f"notebook metadata keys not allowed: {', '.join(extra)}",
-            f"aifkit nb strip {path}", fixable=True,
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                path,
+                None,
+                "metadata",
+                f"notebook metadata keys not allowed: {', '.join(extra)}",
+                f"aifkit nb strip {path}",
+                fixable=True,
+            )
+        )
     for index, cell in enumerate(nb.cells):
         extra = sorted(set(cell.get("metadata", {})) - reading.CELL_METADATA_KEYS)
         if extra:
-            findings.append(Finding(
-                path, index, "metadata", f"cell metadata keys not allowed: {', '.join(extra)}",
-                f"aifkit nb strip {path}", fixable=True,
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "metadata",
+                    f"cell metadata keys not allowed: {', '.join(extra)}",
+                    f"aifkit nb strip {path}",
+                    fixable=True,
+                )
+            )
     return findings
 
 
@@ -90,10 +111,16 @@ def _rule_outputs(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     findings = []
     for index, cell in reading.code_cells(nb):
         if cell.get("outputs") or cell.get("execution_count") is not None:
-            findings.append(Finding(
-                path, index, "outputs", "outputs or an execution count are committed",
-                f"aifkit nb strip {path}", fixable=True,
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "outputs",
+                    "outputs or an execution count are committed",
+                    f"aifkit nb strip {path}",
+                    fixable=True,
+                )
+            )
     return findings
 
 
@@ -102,11 +129,16 @@ def _rule_kernelspec(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     if name in ctx.kernels:
         return []
     known = ", ".join(sorted(ctx.kernels)) or "none found"
-    return [Finding(
-        path, None, "kernelspec", f"kernelspec {name!r} is not one of the kernels in kernels/ ({known})",
-        "choose the 'Python 3 (AI Factory)' kernel in JupyterLab, or set metadata.kernelspec.name "
-        "to 'aifkit'",
-    )]  # fmt: skip
+    return [
+        Finding(
+            path,
+            None,
+            "kernelspec",
+            f"kernelspec {name!r} is not one of the kernels in kernels/ ({known})",
+            "choose the 'Python 3 (AI Factory)' kernel in JupyterLab, or set metadata.kernelspec.name "
+            "to 'aifkit'",
+        )
+    ]
 
 
 def _defines_tier(source: str) -> bool:
@@ -115,9 +147,11 @@ def _defines_tier(source: str) -> bool:
     except SyntaxError:
         return False
     for node in ast.walk(tree):
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) else []
-        )  # fmt: skip
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else ([node.target] if isinstance(node, ast.AnnAssign) else [])
+        )
         if any(isinstance(t, ast.Name) and t.id == "TIER" for t in targets):
             return True
     return False
@@ -126,23 +160,38 @@ def _defines_tier(source: str) -> bool:
 def _rule_parameters(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     cells = [(i, c) for i, c in reading.code_cells(nb) if reading.has_tag(c, "parameters")]
     if not cells:
-        return [Finding(
-            path, None, "parameters", "no code cell tagged 'parameters'",
-            "add a code cell `TIER = \"auto\"` near the top and tag it 'parameters' (see "
-            "courses/TEMPLATE.ipynb)",
-        )]  # fmt: skip
+        return [
+            Finding(
+                path,
+                None,
+                "parameters",
+                "no code cell tagged 'parameters'",
+                "add a code cell `TIER = \"auto\"` near the top and tag it 'parameters' (see "
+                "courses/TEMPLATE.ipynb)",
+            )
+        ]
     findings = []
     if len(cells) > 1:
-        findings.append(Finding(
-            path, cells[1][0], "parameters", "more than one cell is tagged 'parameters'",
-            "keep one parameters cell; papermill injects values after the first",
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                path,
+                cells[1][0],
+                "parameters",
+                "more than one cell is tagged 'parameters'",
+                "keep one parameters cell; papermill injects values after the first",
+            )
+        )
     index, cell = cells[0]
     if not _defines_tier(reading.source_of(cell)):
-        findings.append(Finding(
-            path, index, "parameters", "the parameters cell does not define TIER",
-            'add `TIER = "auto"` to the parameters cell',
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                path,
+                index,
+                "parameters",
+                "the parameters cell does not define TIER",
+                'add `TIER = "auto"` to the parameters cell',
+            )
+        )
     return findings
 
 
@@ -165,10 +214,15 @@ def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
                 )
             )
         elif grade_id in seen:
-            findings.append(Finding(
-                path, index, "nbgrader", f"grade_id {grade_id!r} already used by cell {seen[grade_id]}",
-                "give every graded cell its own grade_id",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "nbgrader",
+                    f"grade_id {grade_id!r} already used by cell {seen[grade_id]}",
+                    "give every graded cell its own grade_id",
+                )
+            )
         else:
             seen[grade_id] = index
         points = meta.get("points")
@@ -207,11 +261,16 @@ def _answers_followed_by_tests(path: Path, nb: Any) -> list[Finding]:
         later = cells[index + 1 :]
         stop = next((i for i, c in enumerate(later) if reading.is_solution_cell(c)), len(later))
         if not any(reading.is_test_cell(c) for c in later[:stop]):
-            findings.append(Finding(
-                path, index, "nbgrader", "autograded answer cell has no test cell after it",
-                "add a graded test cell (grade: true, points > 0) after the answer, or make the "
-                "answer manually graded",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "nbgrader",
+                    "autograded answer cell has no test cell after it",
+                    "add a graded test cell (grade: true, points > 0) after the answer, or make the "
+                    "answer manually graded",
+                )
+            )
     return findings
 
 
@@ -220,18 +279,28 @@ def _rule_markers(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     for index, cell in enumerate(nb.cells):
         source = reading.source_of(cell)
         if any(m in source for m in reading.HIDDEN_MARKERS) and not reading.is_test_cell(cell):
-            findings.append(Finding(
-                path, index, "markers", "hidden-test markers outside a graded test cell",
-                "move the hidden tests into an autograder test cell; elsewhere learners see them",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "markers",
+                    "hidden-test markers outside a graded test cell",
+                    "move the hidden tests into an autograder test cell; elsewhere learners see them",
+                )
+            )
         if any(m in source for m in reading.SOLUTION_MARKERS) and not reading.is_solution_cell(
             cell
         ):
-            findings.append(Finding(
-                path, index, "markers", "solution markers outside a solution cell",
-                "mark the cell as an answer cell (solution: true) or remove the markers; "
-                "otherwise the solution is released to learners",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    path,
+                    index,
+                    "markers",
+                    "solution markers outside a solution cell",
+                    "mark the cell as an answer cell (solution: true) or remove the markers; "
+                    "otherwise the solution is released to learners",
+                )
+            )
     return findings
 
 
@@ -242,11 +311,16 @@ def _rule_downloads(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
         for pattern, what in _DOWNLOADS:
             match = pattern.search(source)
             if match:
-                findings.append(Finding(
-                    path, index, "downloads", f"{what}: {match.group(0).strip()!r}",
-                    "compute nodes have no internet: bundle the data (aifkit.data), generate it, "
-                    "or use a data set shipped inside a package; add packages to requirements.lock",
-                ))  # fmt: skip
+                findings.append(
+                    Finding(
+                        path,
+                        index,
+                        "downloads",
+                        f"{what}: {match.group(0).strip()!r}",
+                        "compute nodes have no internet: bundle the data (aifkit.data), generate it, "
+                        "or use a data set shipped inside a package; add packages to requirements.lock",
+                    )
+                )
     return findings
 
 
@@ -273,10 +347,15 @@ def lint_notebook(path: Path, ctx: LintContext | None = None) -> list[Finding]:
     size = path.stat().st_size if path.is_file() else 0
     findings = []
     if size > ctx.max_bytes:
-        findings.append(Finding(
-            path, None, "size", f"{size} bytes, over the {ctx.max_bytes} byte limit",
-            "strip outputs, and move data or images into files the notebook reads",
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                path,
+                None,
+                "size",
+                f"{size} bytes, over the {ctx.max_bytes} byte limit",
+                "strip outputs, and move data or images into files the notebook reads",
+            )
+        )
     try:
         nb = reading.read(path)
     except NotebookError as error:

@@ -41,7 +41,8 @@ def read(path: Path) -> nbformat.NotebookNode:
         raise NotebookError(
             f"{path}: nbformat {data.get('nbformat')!r}; open and save it in JupyterLab to upgrade to 4"
         )
-    return nbformat.from_dict(data)
+    notebook: nbformat.NotebookNode = nbformat.from_dict(data)
+    return notebook
 
 
 def source_of(cell: Any) -> str:

@@ -20,8 +20,10 @@ def summary(outcomes: Sequence[Outcome]) -> str:
         for status in ("passed", "cached", "failed")
     }
     seconds = sum(o.seconds for o in outcomes)
-    return (f"{len(outcomes)} notebook(s): {counts['passed']} passed, {counts['cached']} cached, "
-            f"{counts['failed']} failed, {seconds:.1f} s of execution")  # fmt: skip
+    return (
+        f"{len(outcomes)} notebook(s): {counts['passed']} passed, {counts['cached']} cached, "
+        f"{counts['failed']} failed, {seconds:.1f} s of execution"
+    )
 
 
 def _reason(outcome: Outcome) -> str:
@@ -56,14 +58,21 @@ def table(outcomes: Sequence[Outcome]) -> str:
 def junit(outcomes: Sequence[Outcome]) -> str:
     """JUnit XML: one testcase per notebook, failures with the reason and traceback excerpt."""
     suite = ET.Element(
-        "testsuite", name="aifkit-validate", tests=str(len(outcomes)),
+        "testsuite",
+        name="aifkit-validate",
+        tests=str(len(outcomes)),
         failures=str(sum(not o.ok for o in outcomes)),
         skipped=str(sum(o.status == "cached" for o in outcomes)),
         time=f"{sum(o.seconds for o in outcomes):.3f}",
-    )  # fmt: skip
+    )
     for outcome in outcomes:
-        case = ET.SubElement(suite, "testcase", classname=f"validate.{outcome.tier}",
-                             name=outcome.notebook, time=f"{outcome.seconds:.3f}")  # fmt: skip
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"validate.{outcome.tier}",
+            name=outcome.notebook,
+            time=f"{outcome.seconds:.3f}",
+        )
         if outcome.status == "cached":
             ET.SubElement(case, "skipped", message=outcome.reason)
         elif not outcome.ok:

@@ -109,20 +109,36 @@ def _plan(path: Path, options: Options, tier: str, state: State) -> Plan | Outco
     display = display_name(path)
     try:
         nb = reading.read(path)
-        digest = fingerprint(path, tier=tier, parameters=options.parameters)
+        digest = fingerprint(
+            path,
+            tier=tier,
+            parameters=options.parameters,
+            exclude=(options.report_dir, options.state_path),
+        )
     except NotebookError as error:
         return Outcome(display, tier, execute.FAILED, kind=execute.INVALID, reason=str(error))
     timeout = timeout_for(path, nb, tier)
     output = options.report_dir / "executed" / display
     root = find_root(path.resolve().parent)
     kernels_root = str(root) if root and (root / "kernels").is_dir() else None
-    job = execute.Job(path=path, output=output, tier=tier, timeout_s=timeout,
-                      parameters=dict(options.parameters), jupyter_path=kernels_root)  # fmt: skip
+    job = execute.Job(
+        path=path,
+        output=output,
+        tier=tier,
+        timeout_s=timeout,
+        parameters=dict(options.parameters),
+        jupyter_path=kernels_root,
+    )
     record = state.get(path, tier)
     declared_min = nb.metadata.get("aifkit", {}).get("min_seconds")
-    return Plan(path=path, job=job, fingerprint=digest, estimate=record.estimate or timeout / 4,
-                min_seconds=declared_min if isinstance(declared_min, int | float) else None,
-                display=display)  # fmt: skip
+    return Plan(
+        path=path,
+        job=job,
+        fingerprint=digest,
+        estimate=record.estimate or timeout / 4,
+        min_seconds=declared_min if isinstance(declared_min, int | float) else None,
+        display=display,
+    )
 
 
 def _cell_source(path: Path, cell: int | None) -> str:
@@ -142,9 +158,11 @@ def _suspicion(run: execute.Execution, plan: Plan, recorded_min: float | None) -
     if plan.min_seconds is not None and run.seconds < plan.min_seconds:
         return f"ran in {run.seconds:.2f} s, under its declared minimum of {plan.min_seconds:.2f} s"
     if recorded_min is not None and run.seconds < SUSPICIOUS_FRACTION * recorded_min:
-        return (f"ran in {run.seconds:.2f} s, far less than its recorded minimum of "
-                f"{recorded_min:.2f} s: did its cells run? (if it really got faster, rerun with "
-                "--reset-timings)")  # fmt: skip
+        return (
+            f"ran in {run.seconds:.2f} s, far less than its recorded minimum of "
+            f"{recorded_min:.2f} s: did its cells run? (if it really got faster, rerun with "
+            "--reset-timings)"
+        )
     return ""
 
 
@@ -162,11 +180,19 @@ def _run(plan: Plan, recorded_min: float | None) -> Outcome:
         if suspicion:
             status, kind, reason = execute.FAILED, SUSPICIOUS, suspicion
     return Outcome(
-        notebook=plan.display, tier=plan.job.tier, status=status, seconds=round(run.seconds, 2),
-        timeout_s=plan.job.timeout_s, kind=kind, reason=reason, cell=run.cell,
-        cell_source=_cell_source(plan.path, run.cell), traceback=run.traceback,
-        attempts=attempts, output=str(plan.job.output),
-    )  # fmt: skip
+        notebook=plan.display,
+        tier=plan.job.tier,
+        status=status,
+        seconds=round(run.seconds, 2),
+        timeout_s=plan.job.timeout_s,
+        kind=kind,
+        reason=reason,
+        cell=run.cell,
+        cell_source=_cell_source(plan.path, run.cell),
+        traceback=run.traceback,
+        attempts=attempts,
+        output=str(plan.job.output),
+    )
 
 
 def validate(
@@ -183,9 +209,15 @@ def validate(
     on_result: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Validate every notebook below ``paths``; outcomes in the order the notebooks were found."""
-    options = Options(tier=tier, jobs=max(1, jobs), cached=cached, report_dir=report_dir,
-                      parameters=dict(parameters or {}), state_path=state_path,
-                      reset_timings=reset_timings)  # fmt: skip
+    options = Options(
+        tier=tier,
+        jobs=max(1, jobs),
+        cached=cached,
+        report_dir=report_dir,
+        parameters=dict(parameters or {}),
+        state_path=state_path,
+        reset_timings=reset_timings,
+    )
     concrete = tiers.resolve(options.tier)
     state = State.load(options.state_path)
     notebooks = reading.find_notebooks(paths)
@@ -196,8 +228,13 @@ def validate(
         if isinstance(planned, Outcome):
             outcomes[path] = planned
         elif options.cached and planned.fingerprint == state.get(path, concrete).passed_fingerprint:
-            outcomes[path] = Outcome(planned.display, concrete, CACHED, timeout_s=planned.job.timeout_s,
-                                     reason="unchanged since its last pass")  # fmt: skip
+            outcomes[path] = Outcome(
+                planned.display,
+                concrete,
+                CACHED,
+                timeout_s=planned.job.timeout_s,
+                reason="unchanged since its last pass",
+            )
         else:
             if options.reset_timings:
                 state.get(path, concrete).durations = []

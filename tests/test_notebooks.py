@@ -1,0 +1,37 @@
+"""The kit's promise: every notebook in the catalog (and the template) runs at cpu-tiny in CI.
+
+Each notebook is executed by papermill on the aifkit kernel through ``aifkit validate``, which
+enforces the catalog's cpu-tiny budget as a hard timeout and rejects suspiciously fast passes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from builders import COURSES
+
+from aifkit import catalog
+from aifkit.notebooks.template import TEMPLATE_NAME
+from aifkit.notebooks.validate import validate
+
+CATALOG = catalog.load(COURSES)
+NOTEBOOKS = [CATALOG.notebook_path(a) for a in CATALOG.assignments()] + [COURSES / TEMPLATE_NAME]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize(
+    "notebook", NOTEBOOKS, ids=lambda p: p.parent.name if p.name != TEMPLATE_NAME else "template"
+)
+def test_notebook_runs_at_cpu_tiny(notebook: Path, tmp_path: Path) -> None:
+    """Does the notebook execute end to end at cpu-tiny within its budget?"""
+    (outcome,) = validate(
+        [notebook],
+        tier="cpu-tiny",
+        report_dir=tmp_path / "report",
+        state_path=tmp_path / "state.json",
+    )
+    assert outcome.status == "passed", (
+        f"{outcome.kind}: {outcome.reason} [cell {outcome.cell}]\n{outcome.traceback}"
+    )
+    assert outcome.seconds < outcome.timeout_s
