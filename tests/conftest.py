@@ -7,7 +7,8 @@ root goes on JUPYTER_PATH so that the repo's own ``kernels/aifkit`` kernelspec i
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,39 @@ def write_nb(tmp_path: Path) -> Callable[..., Path]:
 def good_nb(write_nb: Callable[..., Path]) -> Path:
     """A small valid notebook with one graded exercise whose solution passes."""
     return write_nb("good", [code("import os\nx = 6 * 7"), answer("ex1"), grader_cell("t1")])
+
+
+SCRIPTS = REPO / "scripts"
+
+
+def _slurm_idle() -> bool:
+    try:
+        state = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return state.stdout.strip() == "idle"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[None]:
+    """A real single-node SLURM cluster on localhost (Debian slurm-wlm, munge, two fake GPUs).
+
+    Installed and started by scripts/slurm-up.sh when not running (needs root, as in CI), and
+    stopped by PID afterwards when this session started it. Every wait has its own timeout.
+    """
+    if os.geteuid() != 0:
+        pytest.skip(
+            "a real SLURM cluster needs root to start munged/slurmctld/slurmd (CI runs as root)"
+        )
+    started = not _slurm_idle()
+    if started:
+        up = subprocess.run(
+            [str(SCRIPTS / "slurm-up.sh")], capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 0, f"slurm-up.sh failed:\n{up.stdout}\n{up.stderr}"
+    assert _slurm_idle(), "the SLURM node is not idle"
+    yield
+    if started:
+        subprocess.run([str(SCRIPTS / "slurm-down.sh")], capture_output=True, timeout=120)

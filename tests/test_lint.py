@@ -171,3 +171,14 @@ def test_finding_names_file_cell_and_fix(write_nb) -> None:
     path = write_nb("dl", [code("!curl -O http://x")])
     text = str(lint.lint([path])[0])
     assert str(path) in text and "cell 1" in text and "[downloads]" in text and "fix:" in text
+
+
+def test_aifkit_metadata_shape(write_nb) -> None:
+    """Are unknown aifkit keys, bad timeouts and unknown needs reported?"""
+    path = write_nb(
+        "meta", [code("x = 1")], aifkit={"timeout": {"tpu": 5}, "needs": ["internet"], "speed": 1}
+    )
+    messages = [f.message for f in lint.lint([path])]
+    assert len(messages) == 3 and all(m.startswith("aifkit metadata:") for m in messages)
+    path = write_nb("ok", [code("x = 1")], aifkit={"timeout": {"cpu-tiny": 30}, "needs": ["slurm"]})
+    assert lint.lint([path]) == []

@@ -12,6 +12,7 @@ import pytest
 from builders import COURSES
 
 from aifkit import catalog
+from aifkit.notebooks import reading
 from aifkit.notebooks.template import TEMPLATE_NAME
 from aifkit.notebooks.validate import validate
 
@@ -23,8 +24,13 @@ NOTEBOOKS = [CATALOG.notebook_path(a) for a in CATALOG.assignments()] + [COURSES
 @pytest.mark.parametrize(
     "notebook", NOTEBOOKS, ids=lambda p: p.parent.name if p.name != TEMPLATE_NAME else "template"
 )
-def test_notebook_runs_at_cpu_tiny(notebook: Path, tmp_path: Path) -> None:
+def test_notebook_runs_at_cpu_tiny(
+    notebook: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Does the notebook execute end to end at cpu-tiny within its budget?"""
+    needs = reading.read(notebook).metadata.get("aifkit", {}).get("needs", [])
+    if "slurm" in needs:
+        request.getfixturevalue("slurm_cluster")  # validated with the real cluster up
     (outcome,) = validate(
         [notebook],
         tier="cpu-tiny",

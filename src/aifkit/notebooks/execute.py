@@ -10,10 +10,12 @@ knows from the events which cell was running. Every failure becomes a one-line r
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import multiprocessing.connection
 import os
 import re
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ KERNEL_START, INVALID, CRASH = "kernel-start", "invalid-notebook", "runner-crash
 _NOISE = re.compile(r"Kernel is running over TCP without encryption")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _EXCERPT_LINES = 12
-_GRACE_S = 10.0  # for kernel shutdown and the pipe, beyond the notebook's own budget
+_GRACE_S = 10.0  # nbclient's own cell timeout sits this far beyond the notebook's budget
 _CONTEXT = multiprocessing.get_context("forkserver")
 # aifkit.notebooks first: it spares every later import the slow optional jsonschema extra.
 _CONTEXT.set_forkserver_preload(["aifkit.notebooks", "papermill", "psutil"])
@@ -122,9 +124,10 @@ def _child(job: Job, conn: multiprocessing.connection.Connection) -> None:
             progress_bar=False,
             log_output=False,
             start_timeout=job.start_timeout_s,
-            execution_timeout=job.timeout_s,
+            execution_timeout=job.timeout_s + _GRACE_S,  # a safety net: the parent times out first
             on_notebook_start=on_start,
             on_cell_execute=on_cell,
+            extra_arguments=[_stack_dump_on_signal(job.log)],
         )
         conn.send(("done", None))
     except PapermillExecutionError as error:
@@ -161,6 +164,34 @@ def _child(job: Job, conn: multiprocessing.connection.Connection) -> None:
         conn.close()
 
 
+def _stack_dump_on_signal(log: Path) -> str:
+    """Kernel argument: on SIGUSR1 the kernel writes every thread's Python stack to ``log``."""
+    code = (
+        "import faulthandler as _aifkit_fh, signal as _aifkit_signal; "
+        f"_aifkit_fh.register(_aifkit_signal.SIGUSR1, file=open({str(log)!r}, 'a'), all_threads=True)"
+    )
+    return f"--IPKernelApp.exec_lines={json.dumps([code])}"
+
+
+def _dump_kernel_stacks(pid: int | None) -> None:
+    """Ask every kernel below ``pid`` to write its Python stack to its log, before it is killed,
+    so that a timeout report says which line was running, not just which cell."""
+    if pid is None:
+        return
+    try:
+        kernels = [
+            p
+            for p in psutil.Process(pid).children(recursive=True)
+            if "ipykernel" in " ".join(p.cmdline())
+        ]
+    except psutil.Error:
+        return
+    for kernel in kernels:
+        with contextlib.suppress(psutil.Error):
+            kernel.send_signal(signal.SIGUSR1)
+    time.sleep(0.5)  # faulthandler writes from the signal handler, at once
+
+
 def _kill_tree(pid: int, *, include_root: bool = True) -> None:
     """SIGKILL ``pid``'s descendants (kernels live in their own session) and ``pid`` itself."""
     try:
@@ -181,6 +212,21 @@ def _log_tail(log: Path) -> str:
     except OSError:
         return ""
     return excerpt([line for line in lines if not _NOISE.search(line)])
+
+
+def _main_thread_stack(log: Path, frames: int = 10) -> str:
+    """The innermost frames of the kernel's main thread, from the dump _dump_kernel_stacks asked for."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    starts = [i for i, line in enumerate(lines) if line.startswith("Current thread")]
+    if not starts:
+        return ""
+    block = lines[starts[-1] + 1 : starts[-1] + 1 + frames]
+    return "the kernel's main thread when it was stopped (innermost call first):\n" + "\n".join(
+        block
+    )
 
 
 def _injected_index(output: Path) -> int | None:
@@ -207,7 +253,7 @@ def execute(job: Job) -> Execution:
     process = _CONTEXT.Process(target=_child, args=(job, sender), daemon=True)
     process.start()
     sender.close()
-    deadline = start + job.timeout_s + _GRACE_S
+    deadline = start + job.timeout_s
     running: int | None = None
     executed = 0
     outcome: tuple[str, int | None, str, str] | None = None
@@ -215,13 +261,8 @@ def execute(job: Job) -> Execution:
         while True:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
-                where = "" if running is None else f" in cell {running}"
-                outcome = (
-                    TIMEOUT,
-                    running,
-                    f"ran past its {job.timeout_s:.0f} s budget{where}",
-                    "",
-                )
+                _dump_kernel_stacks(process.pid)
+                outcome = (TIMEOUT, running, f"ran past its {job.timeout_s:.0f} s budget", "")
                 break
             if not receiver.poll(min(remaining, 1.0)):
                 if not process.is_alive() and not receiver.poll(0):
@@ -250,6 +291,8 @@ def execute(job: Job) -> Execution:
     if outcome is None:
         return Execution(status=PASSED, seconds=seconds, executed_cells=executed)
     kind, cell, reason, trace = outcome
+    if kind == TIMEOUT and not trace:
+        trace = _main_thread_stack(job.log)
     if kind in {DEAD_KERNEL, KERNEL_START, CRASH} and not trace:
         trace = _log_tail(job.log)
     cell = _source_cell(cell if kind == CELL_ERROR else running, _injected_index(job.output))

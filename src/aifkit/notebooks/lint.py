@@ -18,6 +18,7 @@ import nbformat
 
 from aifkit.errors import NotebookError
 from aifkit.notebooks import reading
+from aifkit.tiers import TIERS
 
 MAX_BYTES = 1024 * 1024
 
@@ -105,6 +106,33 @@ def _rule_metadata(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
                 )
             )
     return findings
+
+
+_AIFKIT_KEYS = {"id", "timeout", "min_seconds", "reads", "needs"}
+_NEEDS = {"slurm", "gpu", "multi-gpu"}
+
+
+def _rule_aifkit_metadata(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+    """The notebook's aifkit metadata uses known keys with values of the right shape."""
+    meta = nb.metadata.get("aifkit", {})
+    fix = "see the metadata table in docs/notebooks.md"
+    if not isinstance(meta, dict):
+        return [Finding(path, None, "metadata", "aifkit metadata is not a mapping", fix)]
+    problems = [f"unknown key {key!r}" for key in sorted(set(meta) - _AIFKIT_KEYS)]
+    timeout = meta.get("timeout", {})
+    if not isinstance(timeout, dict) or any(
+        tier not in TIERS or isinstance(s, bool) or not isinstance(s, int | float) or s <= 0
+        for tier, s in timeout.items()
+    ):
+        problems.append(
+            f"timeout must map tiers ({', '.join(TIERS)}) to seconds > 0, got {timeout!r}"
+        )
+    needs = meta.get("needs", [])
+    if not isinstance(needs, list) or not set(needs) <= _NEEDS:
+        problems.append(f"needs must be a list drawn from {sorted(_NEEDS)}, got {needs!r}")
+    if not isinstance(meta.get("reads", []), list):
+        problems.append("reads must be a list of repo-relative globs")
+    return [Finding(path, None, "metadata", f"aifkit metadata: {p}", fix) for p in problems]
 
 
 def _rule_outputs(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
@@ -326,6 +354,7 @@ def _rule_downloads(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
 
 RULES: tuple[Rule, ...] = (
     _rule_metadata,
+    _rule_aifkit_metadata,
     _rule_outputs,
     _rule_kernelspec,
     _rule_parameters,
