@@ -40,4 +40,3 @@ def test_notebook_runs_at_cpu_tiny(
     assert outcome.status == "passed", (
         f"{outcome.kind}: {outcome.reason} [cell {outcome.cell}]\n{outcome.traceback}"
     )
-    assert outcome.seconds < outcome.timeout_s

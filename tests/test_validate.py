@@ -190,3 +190,23 @@ def test_cli_exit_code_and_parameters(write_nb, tmp_path: Path, monkeypatch) -> 
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(main, [*args, "-p", "STEPS=4"])
     assert bad.exit_code == 1 and "AssertionError" in bad.output
+
+
+def test_hard_limit_is_twice_the_catalog_budget(tmp_path: Path) -> None:
+    """Is an assignment stopped at twice its catalog budget, and metadata able to override it?"""
+    from aifkit.notebooks.reading import read
+    from aifkit.notebooks.validate import timeout_for
+
+    (tmp_path / "catalog.yml").write_text(
+        "schema_version: 1\ncourse_id: demo\ntracks:\n  - id: A\n    title: A\n    assignments:\n"
+        "      - {id: a01-x, title: X, minutes: 5, objectives: [x], budget_s: {cpu-tiny: 30}}\n"
+    )
+    folder = tmp_path / "a01-x"
+    folder.mkdir()
+    path = folder / "a01-x.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), str(path))
+    assert timeout_for(path, read(path), "cpu-tiny") == 60.0
+    assert timeout_for(path, read(path), "gpu") == 1200.0
+    nb = read(path)
+    nb.metadata["aifkit"] = {"timeout": {"cpu-tiny": 45}}
+    assert timeout_for(path, nb, "cpu-tiny") == 45.0
