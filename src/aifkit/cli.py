@@ -246,3 +246,117 @@ def validate(
     click.echo(report.table(outcomes))
     click.echo(f"report: {written['table']}, {written['json']}, {written['junit']}")
     sys.exit(0 if outcomes and all(o.ok for o in outcomes) else 1)
+
+
+@main.group()
+def job() -> None:
+    """SLURM job scripts from the site's templates: render, submit, status."""
+
+
+def _job_options(func: Any) -> Any:
+    options = [
+        click.argument("command", nargs=-1, required=True),
+        click.option(
+            "--tier", default=tiers.CPU_TINY, show_default=True, type=click.Choice(tiers.TIERS)
+        ),
+        click.option(
+            "--site",
+            "site_name",
+            default=None,
+            help="Site profile name or .yml path [env: AIFKIT_SITE].",
+        ),
+        click.option("--partition", default=None, help="Partition (default: the site's default)."),
+        click.option(
+            "--nodes", type=click.IntRange(1), default=None, help="Nodes (multi-gpu default: 2)."
+        ),
+        click.option(
+            "--time",
+            "time_minutes",
+            type=click.IntRange(1),
+            default=30,
+            show_default=True,
+            help="Minutes.",
+        ),
+        click.option("--name", "job_name", default="aifkit", show_default=True),
+        click.option("--log-dir", default="logs", show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _spec(
+    command: tuple[str, ...],
+    tier: str,
+    site_name: str | None,
+    partition: str | None,
+    nodes: int | None,
+    time_minutes: int,
+    job_name: str,
+    log_dir: str,
+) -> tuple[Any, Any]:
+    from aifkit import jobs, site
+
+    loaded = site.load(site_name)
+    spec = jobs.spec_for_tier(
+        command,
+        tier=tier,
+        site=loaded,
+        nodes=nodes,
+        partition=partition,
+        time_minutes=time_minutes,
+        job_name=job_name,
+        log_dir=log_dir,
+    )
+    return spec, loaded
+
+
+@job.command("render")
+@_job_options
+def job_render(**kwargs: Any) -> None:
+    """Print the sbatch script that runs COMMAND with torchrun at a tier on the site."""
+    from aifkit import jobs
+
+    try:
+        spec, loaded = _spec(**kwargs)
+        click.echo(jobs.render(spec, loaded), nl=False)
+    except AifkitError as error:
+        _fail(error)
+
+
+@job.command("submit")
+@_job_options
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+)
+@click.option("--wait", is_flag=True, help="Wait for the job to end (sbatch --wait).")
+def job_submit(workdir: Path, wait: bool, **kwargs: Any) -> None:
+    """Render and submit; print the job id (and its final state with --wait)."""
+    from aifkit import jobs
+
+    try:
+        spec, loaded = _spec(**kwargs)
+        job_id = jobs.submit(spec, loaded, workdir=workdir, wait=wait)
+        click.echo(job_id)
+        if wait:
+            state = jobs.status(job_id)
+            click.echo(f"{state.state} exit={state.exit_code}")
+            sys.exit(0 if state.state == "COMPLETED" else 1)
+    except AifkitError as error:
+        _fail(error)
+
+
+@job.command("status")
+@click.argument("job_id")
+def job_status(job_id: str) -> None:
+    """State, exit code and reason of a job."""
+    from aifkit import jobs
+
+    try:
+        state = jobs.status(job_id)
+    except AifkitError as error:
+        _fail(error)
+    click.echo(f"{state.job_id} {state.state} exit={state.exit_code} reason={state.reason}")

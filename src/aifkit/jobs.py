@@ -1,0 +1,242 @@
+"""SLURM job scripts as data: a template rendered for a tier and a site profile, validated first.
+
+``spec_for_tier`` turns a tier into a job shape (cpu-tiny: 2 gloo processes on one node; gpu: one
+GPU; multi-gpu: every GPU of N nodes), ``validate`` checks it against the site's partition limits
+with errors that say what to change, and ``render`` fills ``data/templates/torchrun.sbatch``:
+``srun --kill-on-bad-exit=1`` runs torchrun on every node, the rendezvous port comes from the job
+id, every rank logs to its own file, and ``--signal`` warns the job before its time limit.
+``submit`` and ``status`` talk to the real scheduler.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from string import Template
+
+from aifkit import site as site_mod
+from aifkit import tiers
+from aifkit.errors import AifkitError
+
+TEMPLATE = Path(__file__).parent / "data" / "templates" / "torchrun.sbatch"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class JobError(AifkitError):
+    """A job request does not fit the site, or the scheduler refused or lost it."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a rendered job script depends on."""
+
+    command: tuple[str, ...]
+    tier: str
+    job_name: str = "aifkit"
+    nodes: int = 1
+    procs_per_node: int = 2
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    time_minutes: int = 30
+    partition: str = ""
+    account: str = ""
+    log_dir: str = "logs"
+    signal_lead_s: int = 60
+    requeue: bool = True
+    python: str = field(default_factory=lambda: sys.executable)
+    environment: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+    @property
+    def backend(self) -> str:
+        return "nccl" if self.gpus_per_node else "gloo"
+
+
+def format_time(minutes: int) -> str:
+    """SLURM's time format: 90 -> '01:30:00', 1500 -> '1-01:00:00'."""
+    days, rest = divmod(minutes, 24 * 60)
+    clock = f"{rest // 60:02d}:{rest % 60:02d}:00"
+    return f"{days}-{clock}" if days else clock
+
+
+def spec_for_tier(
+    command: list[str] | tuple[str, ...],
+    *,
+    tier: str,
+    site: site_mod.Site,
+    nodes: int | None = None,
+    partition: str | None = None,
+    **overrides: object,
+) -> JobSpec:
+    """The job shape a tier implies on this site's partition; keyword overrides win."""
+    tier = tiers.validate(tier)
+    part = site.partition(partition)
+    if tier == tiers.CPU_TINY:  # 2 gloo processes on one node's CPUs
+        n_nodes, procs, gpus, cpus = 1, 2, 0, min(2, part.cpus_per_node)
+    elif tier == tiers.GPU:  # one GPU and its share of the node's cores
+        n_nodes, procs, gpus = 1, 1, 1
+        cpus = max(1, part.cpus_per_node // max(part.gpus_per_node, 1))
+    else:  # every GPU of each node, one process per GPU
+        n_nodes, procs, gpus, cpus = 2, part.gpus_per_node, part.gpus_per_node, part.cpus_per_node
+    spec = JobSpec(
+        command=tuple(command),
+        tier=tier,
+        nodes=nodes or n_nodes,
+        procs_per_node=procs,
+        gpus_per_node=gpus,
+        cpus_per_task=cpus,
+        partition=part.name,
+        account=site.account,
+    )
+    return replace(spec, **overrides)  # type: ignore[arg-type]
+
+
+def validate(spec: JobSpec, site: site_mod.Site) -> None:
+    """Raise JobError listing every way ``spec`` breaks the site's limits, with the fix."""
+    problems: list[str] = []
+    try:
+        part = site.partition(spec.partition)
+    except site_mod.SiteError as error:
+        raise JobError(str(error)) from error
+    if not spec.command:
+        problems.append("no command to run: give the training script and its arguments")
+    if not _NAME.match(spec.job_name):
+        problems.append(f"job name {spec.job_name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    if spec.nodes < 1 or spec.nodes > part.max_nodes:
+        problems.append(f"{spec.nodes} node(s): partition {part.name} allows 1 to {part.max_nodes}")
+    if spec.procs_per_node < 1:
+        problems.append("procs_per_node must be at least 1")
+    if spec.gpus_per_node > part.gpus_per_node:
+        problems.append(
+            f"{spec.gpus_per_node} GPU(s) per node: partition {part.name} nodes have {part.gpus_per_node}; "
+            "use more nodes instead"
+        )
+    if spec.gpus_per_node and spec.procs_per_node > spec.gpus_per_node:
+        problems.append(
+            f"{spec.procs_per_node} processes per node share {spec.gpus_per_node} GPU(s): use one process per GPU"
+        )
+    if spec.cpus_per_task < 1 or spec.cpus_per_task > part.cpus_per_node:
+        problems.append(
+            f"{spec.cpus_per_task} CPUs per task: partition {part.name} nodes have {part.cpus_per_node}"
+        )
+    if spec.time_minutes < 1 or spec.time_minutes > part.max_minutes:
+        problems.append(
+            f"time {format_time(spec.time_minutes)}: partition {part.name} allows at most {part.max_time}"
+        )
+    if spec.signal_lead_s < 0 or spec.signal_lead_s >= spec.time_minutes * 60:
+        problems.append(
+            f"--signal lead of {spec.signal_lead_s} s must be shorter than the time limit"
+        )
+    if site.account and not spec.account:
+        problems.append(
+            f"site {site.name} charges every job to an account: set account (e.g. {site.account!r})"
+        )
+    if problems:
+        raise JobError(
+            f"job {spec.job_name!r} does not fit site {site.name!r}:\n  " + "\n  ".join(problems)
+        )
+
+
+def render(spec: JobSpec, site: site_mod.Site) -> str:
+    """The sbatch script for ``spec``, after validating it against ``site``."""
+    validate(spec, site)
+    environment = "\n".join(
+        f"export {name}={shlex.quote(value)}" for name, value in spec.environment
+    )
+    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        job_name=spec.job_name,
+        partition=spec.partition,
+        account_directive=f"#SBATCH --account={spec.account}\n" if spec.account else "",
+        nodes=spec.nodes,
+        cpus_per_task=spec.cpus_per_task,
+        gres_directive=f"#SBATCH --gres=gpu:{spec.gpus_per_node}\n" if spec.gpus_per_node else "",
+        time=format_time(spec.time_minutes),
+        signal_lead_s=spec.signal_lead_s,
+        log_dir=spec.log_dir,
+        requeue_directive="#SBATCH --requeue" if spec.requeue else "#SBATCH --no-requeue",
+        requeue="yes" if spec.requeue else "no",
+        tier=spec.tier,
+        site=site.name,
+        procs_per_node=spec.procs_per_node,
+        backend=spec.backend,
+        environment=environment or "# (no extra environment)",
+        python=shlex.quote(spec.python),
+        command=" ".join(shlex.quote(part) for part in spec.command),
+    )
+
+
+def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
+    except FileNotFoundError as error:
+        raise JobError(
+            f"{args[0]} not found: run this on a SLURM login node (or start scripts/slurm-up.sh)"
+        ) from error
+    except subprocess.TimeoutExpired as error:
+        raise JobError(
+            f"{args[0]} did not answer within {timeout_s:.0f} s: is slurmctld up?"
+        ) from error
+
+
+def submit(
+    spec: JobSpec, site: site_mod.Site, *, workdir: Path, wait: bool = False, timeout_s: float = 600
+) -> str:
+    """Render ``spec``, write it to ``workdir/<name>.sbatch`` and submit it from there; return the job id.
+
+    The log folder is made first: SLURM cannot open ``--output`` in a folder that does not exist.
+    """
+    script = render(spec, site)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / spec.log_dir).mkdir(
+        parents=True, exist_ok=True
+    )  # an absolute log_dir stays absolute
+    path = workdir / f"{spec.job_name}.sbatch"
+    path.write_text(script, encoding="utf-8")
+    args = ["sbatch", "--parsable", f"--chdir={workdir}", *(["--wait"] if wait else []), str(path)]
+    result = _run(args, timeout_s)
+    job_id = result.stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise JobError(f"sbatch refused the job: {result.stderr.strip() or result.stdout.strip()}")
+    return job_id
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What the scheduler says about a job."""
+
+    job_id: str
+    state: str
+    exit_code: str
+    reason: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state in {
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED",
+            "TIMEOUT",
+            "NODE_FAIL",
+            "OUT_OF_MEMORY",
+            "PREEMPTED",
+            "BOOT_FAIL",
+            "DEADLINE",
+        }
+
+
+def status(job_id: str, *, timeout_s: float = 30) -> JobStatus:
+    """State, exit code and reason of a job, from ``scontrol show job``."""
+    result = _run(["scontrol", "show", "job", job_id], timeout_s)
+    fields = dict(re.findall(r"(\w+)=(\S*)", result.stdout))
+    if "JobState" not in fields:
+        raise JobError(f"scontrol knows no job {job_id}: {result.stderr.strip()}")
+    return JobStatus(
+        job_id, fields["JobState"], fields.get("ExitCode", ""), fields.get("Reason", "")
+    )
