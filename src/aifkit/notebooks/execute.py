@@ -34,6 +34,7 @@ KERNEL_START, INVALID, CRASH = "kernel-start", "invalid-notebook", "runner-crash
 _NOISE = re.compile(r"Kernel is running over TCP without encryption")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _EXCERPT_LINES = 12
+STACK_SIGNAL = signal.SIGRTMIN + 2  # asks a kernel for its stacks (see _stack_dump_on_signal)
 _GRACE_S = 10.0  # nbclient's own cell timeout sits this far beyond the notebook's budget
 _CONTEXT = multiprocessing.get_context("forkserver")
 # aifkit.notebooks first: it spares every later import the slow optional jsonschema extra.
@@ -165,10 +166,13 @@ def _child(job: Job, conn: multiprocessing.connection.Connection) -> None:
 
 
 def _stack_dump_on_signal(log: Path) -> str:
-    """Kernel argument: on SIGUSR1 the kernel writes every thread's Python stack to ``log``."""
+    """Kernel argument: on STACK_SIGNAL the kernel writes every thread's Python stack to ``log``.
+
+    A real-time signal, because lessons install their own SIGUSR1/SIGTERM handlers (preemption).
+    """
     code = (
-        "import faulthandler as _aifkit_fh, signal as _aifkit_signal; "
-        f"_aifkit_fh.register(_aifkit_signal.SIGUSR1, file=open({str(log)!r}, 'a'), all_threads=True)"
+        "import faulthandler as _aifkit_fh; "
+        f"_aifkit_fh.register({int(STACK_SIGNAL)}, file=open({str(log)!r}, 'a'), all_threads=True)"
     )
     return f"--IPKernelApp.exec_lines={json.dumps([code])}"
 
@@ -188,7 +192,7 @@ def _dump_kernel_stacks(pid: int | None) -> None:
         return
     for kernel in kernels:
         with contextlib.suppress(psutil.Error):
-            kernel.send_signal(signal.SIGUSR1)
+            kernel.send_signal(STACK_SIGNAL)
     time.sleep(0.5)  # faulthandler writes from the signal handler, at once
 
 
