@@ -73,3 +73,11 @@ def test_world_size_must_be_positive() -> None:
     """Is a world size of 0 refused?"""
     with pytest.raises(DistError, match="world_size"):
         run_local(all_reduce_sum, 0)
+
+
+def test_tensors_come_back_by_value() -> None:
+    """Can a rank return a torch tensor (copied, not shared with the exited rank)?"""
+    import torch
+
+    results = run_local(lambda rank, size: torch.full((3,), float(rank)), 2, echo=False)
+    assert [r.tolist() for r in results] == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import socket
 import sys
 import tempfile
@@ -56,7 +57,7 @@ def default_backend(world_size: int) -> str:
     try:
         import torch
 
-        if torch.cuda.is_available() and torch.cuda.device_count() >= world_size:
+        if torch.cuda.device_count() >= world_size:  # NVML first: CUDA stays uninitialised here
             return "nccl"
     except ImportError:
         pass
@@ -102,7 +103,9 @@ def _rank_main(
         except BaseException:
             message = ("error", traceback.format_exc())
         stream.flush()
-        conn.send(message)  # synchronous: delivered before the exit below
+        # Plain pickle copies tensors by value (multiprocessing's pickler would share their memory
+        # with this process, which exits next); send_bytes is synchronous.
+        conn.send_bytes(pickle.dumps(message))
     conn.close()
     os._exit(0)  # skip the parent's atexit handlers, inherited by fork
 
@@ -189,7 +192,7 @@ def _collect(
             )
         for rank in [r for r, conn in pending.items() if conn in ready]:
             try:
-                status, payload = pending.pop(rank).recv()
+                status, payload = pickle.loads(pending.pop(rank).recv_bytes())
             except EOFError:
                 raise DistError(
                     f"rank {rank} died before returning (killed, out of memory or os._exit); "

@@ -56,7 +56,7 @@ def _gpu_count() -> int:
     if isinstance(torch, Exception):
         return 0
     try:
-        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+        return int(torch.cuda.device_count())  # NVML first: CUDA stays uninitialised
     except Exception:
         return 0
 

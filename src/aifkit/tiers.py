@@ -48,13 +48,17 @@ def _count_cuda_visible(value: str) -> int:
 
 
 def _torch_gpu_count() -> int:
-    """GPUs torch can use; 0 when torch is missing or was built without CUDA."""
+    """GPUs torch can use; 0 when torch is missing or was built without CUDA.
+
+    ``device_count`` asks NVML first and, unlike ``is_available``, does not initialise CUDA in
+    this process, so processes forked later (aifkit.dist ranks) can still use their GPU.
+    """
     try:
         import torch
     except ImportError:
         return 0
     try:
-        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+        return int(torch.cuda.device_count())
     except Exception:  # a broken driver must not break tier resolution
         return 0
 
