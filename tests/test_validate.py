@@ -210,3 +210,16 @@ def test_hard_limit_is_twice_the_catalog_budget(tmp_path: Path) -> None:
     nb = read(path)
     nb.metadata["aifkit"] = {"timeout": {"cpu-tiny": 45}}
     assert timeout_for(path, nb, "cpu-tiny") == 45.0
+
+
+def test_parallel_kernels_share_the_cores() -> None:
+    """With N parallel notebooks, does each kernel get its share of threads (unless set)?"""
+    import os
+
+    from aifkit.notebooks.validate import kernel_environment
+
+    cpus = len(os.sched_getaffinity(0))
+    assert "AIFKIT_THREADS" not in kernel_environment(1, {})
+    assert kernel_environment(2, {})["AIFKIT_THREADS"] == str(max(1, cpus // 2))
+    assert kernel_environment(64, {})["AIFKIT_THREADS"] == "1"
+    assert kernel_environment(2, {"AIFKIT_THREADS": "7"})["AIFKIT_THREADS"] == "7"

@@ -85,6 +85,21 @@ def display_name(path: Path) -> str:
         return str(resolved).lstrip(os.sep)
 
 
+def kernel_environment(jobs: int, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment kernels start with: N parallel notebooks share the cores, so each kernel
+    gets its share of threads (AIFKIT_THREADS, read by the aifkit kernel's launcher) unless the
+    caller already chose; oversubscribed torch threads slow small models down many times over."""
+    environment = dict(os.environ if env is None else env)
+    if jobs > 1 and "AIFKIT_THREADS" not in environment:
+        cpus = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+        environment["AIFKIT_THREADS"] = str(max(1, cpus // jobs))
+    return environment
+
+
 def _catalog_budget(path: Path, tier: str) -> float | None:
     """The catalog budget when ``path`` is an assignment notebook of a catalog."""
     catalog_file = path.resolve().parent.parent / catalog_mod.CATALOG_NAME
@@ -138,6 +153,7 @@ def _plan(path: Path, options: Options, tier: str, state: State) -> Plan | Outco
         timeout_s=timeout,
         parameters=dict(options.parameters),
         jupyter_path=kernels_root,
+        environment=kernel_environment(options.jobs),
     )
     record = state.get(path, tier)
     declared_min = nb.metadata.get("aifkit", {}).get("min_seconds")
