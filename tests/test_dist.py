@@ -81,3 +81,14 @@ def test_tensors_come_back_by_value() -> None:
 
     results = run_local(lambda rank, size: torch.full((3,), float(rank)), 2, echo=False)
     assert [r.tolist() for r in results] == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+
+
+def test_the_cause_is_reported_not_the_peer_that_lost_it() -> None:
+    """When ranks fail together, is the rank that raised reported rather than its waiting peer?"""
+    from aifkit.dist import _first_failure
+
+    error = _first_failure(
+        {0: "DistBackendError: Connection closed by peer", 1: "ValueError: boom"}, 2
+    )
+    assert str(error).startswith("rank 1 of 2 failed (rank(s) [0] failed as a consequence)")
+    assert "ValueError: boom" in str(error)

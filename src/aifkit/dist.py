@@ -190,6 +190,7 @@ def _collect(
                 f"timed out after {timeout_s:.0f} s waiting for rank(s) {sorted(pending)}: "
                 "a rank may be stuck in a collective that another rank never called"
             )
+        failures: dict[int, str] = {}
         for rank in [r for r, conn in pending.items() if conn in ready]:
             try:
                 status, payload = pickle.loads(pending.pop(rank).recv_bytes())
@@ -199,11 +200,26 @@ def _collect(
                     f"the other ranks were stopped. Its output:\n{_tail(logs[rank])}"
                 ) from None
             if status == "error":
-                raise DistError(
-                    f"rank {rank} of {len(receivers)} failed; the other ranks were stopped:\n{payload}"
-                )
-            values[rank] = payload
+                failures[rank] = payload
+            else:
+                values[rank] = payload
+        if failures:
+            raise _first_failure(failures, len(receivers))
     return values
+
+
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "DistBackendError")
+
+
+def _first_failure(failures: dict[int, str], world_size: int) -> DistError:
+    """The error to report when ranks fail together: the cause, not a peer's lost connection."""
+    causes = [r for r, trace in failures.items() if not any(m in trace for m in _PEER_LOST)]
+    rank = min(causes or failures)
+    others = sorted(set(failures) - {rank})
+    also = f" (rank(s) {others} failed as a consequence)" if others else ""
+    return DistError(
+        f"rank {rank} of {world_size} failed{also}; the other ranks were stopped:\n{failures[rank]}"
+    )
 
 
 def _tail(log: Path, lines: int = 20) -> str:
