@@ -12,6 +12,7 @@ Processes are forked so that functions defined in a notebook work as they are.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -95,17 +96,19 @@ def _rank_main(
             if backend == "nccl":
                 torch.cuda.set_device(rank)
             dist.init_process_group(backend, rank=rank, world_size=world_size)
-            try:
-                value = fn(rank, world_size, *args)
-            finally:
-                dist.destroy_process_group()
-            message: tuple[str, Any] = ("ok", value)
+            message: tuple[str, Any] = ("ok", fn(rank, world_size, *args))
         except BaseException:
             message = ("error", traceback.format_exc())
         stream.flush()
-        # Plain pickle copies tensors by value (multiprocessing's pickler would share their memory
-        # with this process, which exits next); send_bytes is synchronous.
+        # Report before leaving the process group, so that a failing rank's own error reaches the
+        # parent before its peers notice the lost connection. Plain pickle copies tensors by value
+        # (multiprocessing's pickler would share memory with this exiting process).
         conn.send_bytes(pickle.dumps(message))
+        with contextlib.suppress(Exception):
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
     conn.close()
     os._exit(0)  # skip the parent's atexit handlers, inherited by fork
 
@@ -204,8 +207,23 @@ def _collect(
             else:
                 values[rank] = payload
         if failures:
+            failures.update(_late_failures(pending, grace_s=1.0))
             raise _first_failure(failures, len(receivers))
     return values
+
+
+def _late_failures(pending: dict[int, Connection], grace_s: float) -> dict[int, str]:
+    """Errors other ranks report within ``grace_s``: the rank that raised first may arrive last."""
+    late: dict[int, str] = {}
+    ready = wait(list(pending.values()), timeout=grace_s)
+    for rank, conn in pending.items():
+        if conn not in ready:
+            continue
+        with contextlib.suppress(EOFError):
+            status, payload = pickle.loads(conn.recv_bytes())
+            if status == "error":
+                late[rank] = payload
+    return late
 
 
 _PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "DistBackendError")
