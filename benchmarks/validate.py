@@ -10,6 +10,7 @@ Usage: python benchmarks/validate.py [NOTEBOOK_OR_DIR ...]   (default: courses/)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="aifkit-bench-") as scratch:
         work = Path(scratch)
-        baseline = sum(
+        alone = [
             timed(
                 [
                     str(BIN / "papermill"),
@@ -62,7 +63,8 @@ def main(argv: list[str]) -> int:
                 env,
             )
             for i, nb in enumerate(notebooks)
-        )
+        ]
+        baseline = sum(alone)
         validate = [
             str(BIN / "aifkit"),
             "validate",
@@ -76,7 +78,14 @@ def main(argv: list[str]) -> int:
         ]
         env["AIFKIT_STATE"] = str(work / "state.json")
         parallel = timed(validate, env)
+        in_parallel = {
+            Path(o["notebook"]).name: o["seconds"]
+            for o in json.loads((work / "report" / "report.json").read_text())["notebooks"]
+        }
         cached = timed([*validate, "--cached"], env)
+    print(f"{'notebook':34} {'papermill CLI alone':>20} {'in validate --jobs 2':>21}")
+    for nb, seconds in zip(notebooks, alone, strict=True):
+        print(f"{nb.name:34} {seconds:19.1f}s {in_parallel.get(nb.name, float('nan')):20.1f}s")
     speedup = baseline / parallel
     print(
         f"notebooks: {len(notebooks)} ({', '.join(nb.name for nb in notebooks)}), cores: {os.cpu_count()}"
