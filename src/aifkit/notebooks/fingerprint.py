@@ -67,12 +67,14 @@ def fingerprint(
     tier: str,
     parameters: Mapping[str, Any] | None = None,
     exclude: Iterable[Path] = (),
+    nb: Any = None,
 ) -> str:
     """Hex digest that changes whenever anything this notebook's run depends on changes.
 
-    ``exclude`` names folders that validation itself writes (reports, state), never inputs.
+    ``exclude`` names folders that validation itself writes (reports, state), never inputs;
+    ``nb`` is the notebook when the caller has read it already.
     """
-    nb = reading.read(path)
+    nb = reading.read(path) if nb is None else nb
     root = find_root(path.resolve().parent)
     digest = hashlib.sha256()
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +107,16 @@ def _catalog_budget(path: Path, tier: str) -> float | None:
     if not catalog_file.is_file():
         return None
     try:
-        assignment = catalog_mod.load(catalog_file).for_notebook(path)
+        assignment = _load_catalog(catalog_file, catalog_file.stat().st_mtime_ns).for_notebook(path)
     except CatalogError:
         return None
     return assignment.budget(tier) if assignment else None
+
+
+@lru_cache(maxsize=8)
+def _load_catalog(catalog_file: Path, mtime_ns: int) -> catalog_mod.Catalog:
+    """The catalog, read once per run rather than once per notebook (an edit changes mtime_ns)."""
+    return catalog_mod.load(catalog_file)
 
 
 def timeout_for(path: Path, nb: Any, tier: str) -> float:
@@ -136,6 +143,7 @@ def _plan(path: Path, options: Options, tier: str, state: State) -> Plan | Outco
         nb = reading.read(path)
         digest = fingerprint(
             path,
+            nb=nb,
             tier=tier,
             parameters=options.parameters,
             exclude=(options.report_dir, options.state_path),
