@@ -360,3 +360,12 @@ def job_status(job_id: str) -> None:
     except AifkitError as error:
         _fail(error)
     click.echo(f"{state.job_id} {state.state} exit={state.exit_code} reason={state.reason}")
+
+
+def _register_grading() -> None:
+    from aifkit.grading.commands import grade
+
+    main.add_command(grade)
+
+
+_register_grading()

@@ -1,0 +1,1 @@
+"""Grading on nbgrader: sandboxed, fail-closed, parallel autograde."""

@@ -1,0 +1,196 @@
+"""``aifkit grade ...``: the instructor's commands, thin wrappers over ``aifkit.grading``.
+
+Exit status: 0 when the step ran (whatever learners' submissions scored or how broken they
+were: those are rows in the status table), 2 for an instructor-level error (no course, an
+assignment not generated, a missing sandbox), 1 when the grader itself failed on a submission.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aifkit.errors import AifkitError
+
+
+def _course(root: Path) -> Any:
+    from aifkit.grading.course import Course
+
+    return Course.load(root)
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except AifkitError as error:
+        click.secho(f"error: {error}", fg="red", err=True)
+        sys.exit(2)
+
+
+root_option = click.option(
+    "--course",
+    "root",
+    default=Path("."),
+    show_default=True,
+    envvar="AIFKIT_COURSE_ROOT",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Course root holding nbgrader_config.py [env: AIFKIT_COURSE_ROOT].",
+)
+
+
+@click.group()
+def grade() -> None:
+    """Release, collect, autograde (sandboxed, in parallel or on SLURM), feedback, export."""
+
+
+@grade.command()
+@root_option
+@click.argument("assignment")
+@click.option("--no-exchange", is_flag=True, help="Only generate the release folder.")
+def release(root: Path, assignment: str, no_exchange: bool) -> None:
+    """Generate the learners' version of ASSIGNMENT and release it to the exchange."""
+    from aifkit.grading import workflow
+
+    _run(lambda: workflow.release(_course(root), assignment, exchange=not no_exchange))
+    click.echo(f"released {assignment}")
+
+
+@grade.command()
+@root_option
+@click.argument("assignment")
+def collect(root: Path, assignment: str) -> None:
+    """Collect learners' submissions of ASSIGNMENT from the exchange."""
+    from aifkit.grading import workflow
+
+    course = _run(lambda: _course(root))
+    _run(lambda: workflow.collect(course, assignment))
+    students = course.submitted_students(assignment)
+    click.echo(f"collected {assignment}: {len(students)} submission(s)")
+
+
+@grade.command()
+@root_option
+@click.argument("assignment")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--student", "students", multiple=True, help="Only this student (repeatable).")
+@click.option("--retry-failed", is_flag=True, help="Only submissions whose last try failed.")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["bubblewrap", "apptainer"]),
+    default="bubblewrap",
+    show_default=True,
+)
+@click.option("--no-sandbox", is_flag=True, help="Run learner code unconfined (trusted only).")
+@click.option("--cell-timeout", default=120.0, show_default=True, help="Seconds per cell.")
+@click.option("--notebook-timeout", default=900.0, show_default=True, help="Seconds per notebook.")
+@click.option("--memory-mb", default=4096, show_default=True, help="Address space per process.")
+@click.option("--slurm", is_flag=True, help="Grade as a SLURM job array (see --chunk).")
+@click.option("--chunk", default=5, show_default=True, help="Submissions per array task.")
+@click.option("--partition", default=None, help="SLURM partition of the array.")
+def autograde(
+    root: Path,
+    assignment: str,
+    jobs: int,
+    students: tuple[str, ...],
+    retry_failed: bool,
+    sandbox: str,
+    no_sandbox: bool,
+    cell_timeout: float,
+    notebook_timeout: float,
+    memory_mb: int,
+    slurm: bool,
+    chunk: int,
+    partition: str | None,
+) -> None:
+    """Autograde every submission of ASSIGNMENT, each in its own sandbox."""
+    from aifkit.grading import array
+    from aifkit.grading.autograde import Options, status_table
+    from aifkit.grading.autograde import autograde as run_autograde
+    from aifkit.grading.progress import GradingProgress
+    from aifkit.grading.sandbox import Limits
+
+    if no_sandbox:
+        click.secho("WARNING: learner code runs WITHOUT a sandbox", fg="yellow", err=True)
+    options = Options(
+        jobs=jobs,
+        sandbox="none" if no_sandbox else sandbox,
+        limits=Limits(
+            memory_mb=memory_mb, cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout
+        ),
+        students=list(students) or None,
+        retry_failed=retry_failed,
+    )
+    course = _run(lambda: _course(root))
+    with GradingProgress() as progress:
+        if slurm:
+            results = _run(
+                lambda: array.autograde_array(
+                    course,
+                    assignment,
+                    options,
+                    chunk=chunk,
+                    partition=partition,
+                    on_start=progress.start,
+                    on_result=progress.update,
+                )
+            )
+        else:
+            results = _run(
+                lambda: run_autograde(
+                    course,
+                    assignment,
+                    options,
+                    on_start=progress.start,
+                    on_result=progress.update,
+                )
+            )
+    click.echo(status_table(results))
+    sys.exit(1 if any(r.status == "error" for r in results) else 0)
+
+
+@grade.command()
+@root_option
+@click.argument("assignment")
+@click.option("--student", default=None, help="Only this student.")
+@click.option("--no-exchange", is_flag=True, help="Write feedback files without releasing them.")
+def feedback(root: Path, assignment: str, student: str | None, no_exchange: bool) -> None:
+    """Feedback HTML per student: sanitized, hidden tests removed."""
+    from aifkit.grading import workflow
+
+    course = _run(lambda: _course(root))
+    paths = _run(
+        lambda: workflow.feedback(course, assignment, student=student, exchange=not no_exchange)
+    )
+    click.echo(f"{len(paths)} feedback file(s) under {course.root / 'feedback'}")
+
+
+@grade.command()
+@root_option
+@click.option("--assignment", "assignments", multiple=True, help="Only this assignment.")
+@click.option("--output", "-o", default=Path("grades.csv"), type=click.Path(path_type=Path))
+def export(root: Path, assignments: tuple[str, ...], output: Path) -> None:
+    """CSV for an LMS import: one row per student, one column per graded part."""
+    from aifkit.grading.export import export_csv
+
+    course = _run(lambda: _course(root))
+    _run(lambda: export_csv(course.db_url, output, list(assignments) or None))
+    click.echo(f"wrote {output}")
+
+
+@grade.command()
+@root_option
+@click.argument("assignment")
+@click.option("--output", "-o", default=None, type=click.Path(file_okay=False, path_type=Path))
+def report(root: Path, assignment: str, output: Path | None) -> None:
+    """Scores, the tests most learners fail, time per submission, deaths and timeouts."""
+    from aifkit.grading.analytics import render_report, write_report
+
+    course = _run(lambda: _course(root))
+    out = output or course.root / "grading-reports" / assignment
+    written = _run(lambda: write_report(course.root, assignment, out))
+    click.echo(render_report(course.root, assignment))
+    click.echo("wrote " + ", ".join(str(p) for p in written))

@@ -1,0 +1,31 @@
+"""nbgrader settings that make stock ``nbgrader`` commands use aifkit's guarantees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def configure(c: Any) -> None:
+    """Sandboxed, fail-closed autograde; feedback without hidden tests; sanitized HTML."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        IgnorePattern,
+        LimitOutput,
+    )
+
+    from aifkit.grading.feedback import feedback_config
+    from aifkit.grading.nbgrader_hooks import FailClosedSaveAutoGrades, SandboxedExecute
+
+    c.Autograde.autograde_preprocessors = [
+        SandboxedExecute,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        FailClosedSaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]
+    c.OverwriteCells.add_missing_cells = True
+    feedback_config(c)

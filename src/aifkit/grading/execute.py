@@ -1,0 +1,323 @@
+"""Run one notebook's cells in a sandboxed kernel, talking to it from outside the sandbox.
+
+The grader starts the kernel through a sandbox (see ``sandbox.py``) with ZeroMQ over Unix
+sockets in a private runtime folder, so the sandbox needs no network at all. Cells are sent one
+by one; the grader, not the kernel, assembles outputs, enforces the per-cell and per-notebook
+wall-clock limits and the output budget, and notices a kernel that died. Every graded test cell
+is sent with a per-run secret printed after its last statement (see ``proof.py``): the secret
+never appears in the notebook, and only the grader knows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import KernelManager
+
+from aifkit.grading import proof
+from aifkit.grading.sandbox import INSIDE_HOME, Limits, Sandbox
+
+CellStatus = Literal["ok", "error", "timeout", "dead", "output-limit", "not-run"]
+INTERRUPT_GRACE_S = 10.0
+KERNEL_START_TIMEOUT_S = 90.0
+
+
+@dataclass
+class CellRun:
+    """What happened to one cell: the kernel's reply, whether its proof appeared, how long."""
+
+    index: int
+    status: CellStatus
+    proven: bool = False
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Execution:
+    """An executed notebook and what the grader saw of each cell."""
+
+    nb: nbformat.NotebookNode
+    cells: dict[int, CellRun] = field(default_factory=dict)
+    status: Literal["completed", "timeout", "kernel-died", "kernel-start"] = "completed"
+    message: str = ""
+    seconds: float = 0.0
+    kernel_log: str = ""
+
+
+class _SandboxedKernelManager(KernelManager):
+    """A KernelManager whose kernel command is the sandbox's command line."""
+
+    sandbox_argv: list[str] = []
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        return KernelSpec(
+            argv=self.sandbox_argv,
+            display_name="aifkit grading kernel",
+            language="python",
+            interrupt_mode="message",  # a signal would hit the sandbox, not the kernel
+            env={},
+        )
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        return [a.replace("{connection_file}", self.connection_file) for a in self.sandbox_argv]
+
+
+def kernel_env(threads: int) -> dict[str, str]:
+    """The whole environment learner code sees: no grader secrets, no NBGRADER_* variables."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": INSIDE_HOME,
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "AIFKIT_THREADS": str(threads),
+        "AIFKIT_TIER": "cpu-tiny",
+        "AIFKIT_GRADING": "1",
+    }
+
+
+def kernel_argv() -> list[str]:
+    """The aifkit kernel (thread fitting included), started by the grader's own Python."""
+    return [sys.executable, "-m", "aifkit.launcher", "-f", "{connection_file}"]
+
+
+@contextlib.contextmanager
+def _kernel(
+    sandbox: Sandbox, limits: Limits, workdir: Path, threads: int, log_path: Path
+) -> Iterator[tuple[KernelManager, Any]]:
+    runtime = Path(tempfile.mkdtemp(prefix="aifkit-kernel-"))
+    uid = getattr(sandbox, "uid", None)
+    km = _SandboxedKernelManager(transport="ipc", ip=str(runtime / "zmq"))
+    km.connection_file = str(runtime / "kernel.json")
+    km.write_connection_file()
+    if uid is not None:
+        for path in (runtime, runtime / "kernel.json"):
+            os.chown(path, uid, uid)
+        _chown_tree(workdir, uid)
+    km.sandbox_argv = sandbox.wrap(
+        kernel_argv(),
+        workdir=workdir,
+        runtime_dir=runtime,
+        env=kernel_env(threads),
+        limits=limits,
+    )
+    client = None
+    try:
+        with open(log_path, "wb") as log:
+            km.start_kernel(stdout=log, stderr=log, cwd=str(workdir))
+            client = km.blocking_client()
+            client.start_channels()
+            client.wait_for_ready(timeout=KERNEL_START_TIMEOUT_S)
+            yield km, client
+    finally:
+        if client is not None:
+            client.stop_channels()
+        with contextlib.suppress(Exception):
+            km.shutdown_kernel(now=True)
+        if uid is not None:
+            kill_user_processes(uid)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    for folder, dirs, files in os.walk(root):
+        os.chown(folder, uid, uid)
+        for name in dirs + files:
+            os.lchown(os.path.join(folder, name), uid, uid)
+
+
+def kill_user_processes(uid: int) -> int:
+    """SIGKILL every process of the sandbox uid (daemons that escaped the kernel included)."""
+    killed = 0
+    for _ in range(5):
+        pids = [
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and _owner(p) == uid
+        ]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.05)
+    return killed
+
+
+def _owner(proc: Path) -> int | None:
+    try:
+        return proc.stat().st_uid
+    except OSError:
+        return None
+
+
+class _CellReader:
+    """Collects one cell's outputs from iopub, within the output budget."""
+
+    def __init__(self, budget: list[int]) -> None:
+        self.outputs: list[nbformat.NotebookNode] = []
+        self.budget = budget  # bytes left for the whole notebook, shared between cells
+        self.over_budget = False
+        self._clear_pending = False
+
+    def handle(self, msg: dict[str, Any]) -> bool:
+        """Take one iopub message; True when the kernel went idle."""
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "status":
+            return bool(content.get("execution_state") == "idle")
+        if kind == "clear_output":
+            if content.get("wait"):
+                self._clear_pending = True
+            else:
+                self.outputs.clear()
+            return False
+        if kind not in ("stream", "display_data", "execute_result", "error"):
+            return False
+        size = len(json.dumps(content))
+        self.budget[0] -= size
+        if self.budget[0] < 0:
+            self.over_budget = True
+            return False
+        if self._clear_pending:
+            self.outputs.clear()
+            self._clear_pending = False
+        output = nbformat.v4.output_from_msg(msg)
+        last = self.outputs[-1] if self.outputs else None
+        if (
+            kind == "stream"
+            and last is not None
+            and last.output_type == "stream"
+            and last.name == output.name
+        ):
+            last.text += output.text
+        else:
+            self.outputs.append(output)
+        return False
+
+
+def _run_cell(
+    km: KernelManager, client: Any, code: str, deadline: float, budget: list[int]
+) -> tuple[CellStatus, list[nbformat.NotebookNode], int | None, str]:
+    """Execute one cell; returns status, outputs, execution count and a detail."""
+    msg_id = client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+    reader = _CellReader(budget)
+    reply: dict[str, Any] | None = None
+    idle = False
+    interrupted_at: float | None = None
+    status: CellStatus = "ok"
+    while not (idle and reply is not None):
+        now = time.monotonic()
+        if interrupted_at is None and (now > deadline or reader.over_budget):
+            status = "timeout" if now > deadline else "output-limit"
+            with contextlib.suppress(Exception):
+                km.interrupt_kernel()
+            interrupted_at = now
+        if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE_S:
+            return status, reader.outputs, None, "the kernel did not stop when interrupted"
+        try:
+            msg = client.get_iopub_msg(timeout=0.2)
+        except queue.Empty:
+            msg = None
+            if not km.is_alive():
+                return "dead", reader.outputs, None, "the kernel died"
+        if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
+            idle = reader.handle(msg) or idle
+        if reply is None:
+            with contextlib.suppress(queue.Empty):
+                shell = client.get_shell_msg(timeout=0)
+                if shell["parent_header"].get("msg_id") == msg_id:
+                    reply = shell["content"]
+    if status == "ok" and reply.get("status") != "ok":
+        status = "error"
+    detail = {
+        "timeout": "the cell ran past its time limit and was interrupted",
+        "output-limit": "the cell printed more than the output limit and was interrupted",
+        "error": f"{reply.get('ename', 'error')}: {reply.get('evalue', '')}".strip(),
+    }.get(status, "")
+    return status, reader.outputs, reply.get("execution_count"), detail
+
+
+def run_notebook(
+    nb: nbformat.NotebookNode,
+    *,
+    sandbox: Sandbox,
+    limits: Limits,
+    workdir: Path,
+    tests: set[int],
+    threads: int = 1,
+) -> Execution:
+    """Execute every code cell of ``nb`` (in place) in the sandbox; ``tests`` get a proof."""
+    started = time.monotonic()
+    execution = Execution(nb=nb)
+    nb_deadline = started + limits.notebook_timeout_s
+    budget = [limits.output_bytes]
+    code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    log_fd, log_name = tempfile.mkstemp(prefix="aifkit-kernel-", suffix=".log")
+    os.close(log_fd)
+    log_path = Path(log_name)
+    try:
+        with _kernel(sandbox, limits, workdir, threads, log_path) as (km, client):
+            for position, index in enumerate(code_cells):
+                cell = nb.cells[index]
+                nonce = proof.new_nonce() if index in tests else None
+                code = proof.instrument(cell.source, nonce) if nonce else cell.source
+                cell_start = time.monotonic()
+                deadline = min(cell_start + limits.cell_timeout_s, nb_deadline)
+                status, outputs, count, detail = _run_cell(km, client, code, deadline, budget)
+                proven = False
+                if nonce is not None:
+                    outputs, proven = proof.take(outputs, nonce)
+                cell.outputs, cell.execution_count = outputs, count
+                execution.cells[index] = CellRun(
+                    index, status, proven and status == "ok", time.monotonic() - cell_start, detail
+                )
+                if status in ("dead", "timeout") and count is None:
+                    execution.status = "kernel-died" if status == "dead" else "timeout"
+                    execution.message = f"cell {index}: {detail}"
+                    for rest in code_cells[position + 1 :]:
+                        execution.cells[rest] = CellRun(rest, "not-run", detail=detail)
+                    break
+                if time.monotonic() > nb_deadline:
+                    execution.status = "timeout"
+                    execution.message = (
+                        f"the notebook ran past its {limits.notebook_timeout_s:.0f} s limit"
+                    )
+                    for rest in code_cells[position + 1 :]:
+                        execution.cells[rest] = CellRun(rest, "not-run", detail="not reached")
+                    break
+    except RuntimeError as error:  # jupyter_client: the kernel never became ready
+        execution.status = "kernel-start"
+        execution.message = f"the kernel did not start: {error}"
+        for index in code_cells:
+            execution.cells.setdefault(index, CellRun(index, "not-run", detail="no kernel"))
+    finally:
+        execution.kernel_log = _tail(log_path)
+        log_path.unlink(missing_ok=True)
+    execution.seconds = time.monotonic() - started
+    return execution
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        return path.read_bytes()[-limit:].decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -1,0 +1,185 @@
+"""Turn one submitted folder into a grading job: sanitized notebooks, support files, points.
+
+Runs in the grader process, which alone reads the gradebook: cells the learner must not change
+get their nbgrader flags and points back from the gradebook, locked and test cells their source
+(hidden tests included), missing graded cells are re-added, duplicate ids dropped, kernelspec
+reset (nbgrader's own sanitizers). The job it writes needs no gradebook to be graded, so workers
+on this machine or on SLURM nodes never touch it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from aifkit.grading.course import Course, GradingError
+from aifkit.grading.intake import read_submission
+
+
+@dataclass
+class NotebookSpec:
+    """What the gradebook says about one notebook of the assignment."""
+
+    tests: dict[str, float] = field(default_factory=dict)  # autograded test cells -> points
+    manual: dict[str, float] = field(default_factory=dict)  # manually graded cells -> points
+
+
+@dataclass
+class Job:
+    """Everything a worker needs to grade one submission, as JSON-able data."""
+
+    assignment: str
+    student: str
+    folder: str  # job folder: job.json and files/ (the sandbox's scratch template)
+    specs: dict[str, NotebookSpec]
+    notebooks: dict[str, Any] = field(default_factory=dict)  # name -> sanitized notebook JSON
+    problems: dict[str, str] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> Path:
+        return Path(self.folder) / "files"
+
+    def save(self) -> Path:
+        path = Path(self.folder) / "job.json"
+        path.write_text(json.dumps(asdict(self)), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Job:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["specs"] = {k: NotebookSpec(**v) for k, v in data["specs"].items()}
+        return cls(**data)
+
+
+def assignment_specs(course: Course, assignment: str) -> dict[str, NotebookSpec]:
+    """Points of every graded cell, by notebook, from the gradebook."""
+    from nbgrader.api import MissingEntry
+
+    with course.gradebook() as gb:
+        try:
+            record = gb.find_assignment(assignment)
+        except MissingEntry:
+            raise GradingError(
+                f"assignment {assignment!r} is not in the gradebook {course.db_url}: "
+                f"run `aifkit grade release {assignment}` (nbgrader generate_assignment) first"
+            ) from None
+        specs: dict[str, NotebookSpec] = {}
+        for notebook in record.notebooks:
+            solutions = {c.name for c in notebook.solution_cells}
+            spec = NotebookSpec()
+            for cell in notebook.grade_cells:
+                is_test = cell.cell_type == "code" and cell.name not in solutions
+                (spec.tests if is_test else spec.manual)[cell.name] = float(cell.max_score)
+            specs[notebook.name] = spec
+        return specs
+
+
+def prepare(
+    course: Course, assignment: str, student: str, specs: dict[str, NotebookSpec], workroot: Path
+) -> Job:
+    """Read, repair and sanitize one student's submission into ``workroot/<student>``."""
+    folder = workroot / student
+    shutil.rmtree(folder, ignore_errors=True)
+    job = Job(assignment, student, str(folder), specs)
+    submitted = course.folder("submitted", student, assignment)
+    intake = read_submission(submitted, sorted(specs))
+    job.problems, job.repairs = dict(intake.problems), list(intake.repairs)
+    _copy_files(submitted, job.files)
+    _copy_files(course.folder("source", ".", assignment), job.files)  # instructor's files win
+    for name, nb in intake.notebooks.items():
+        try:
+            job.notebooks[name] = sanitize(course, assignment, student, name, nb)
+        except Exception as error:  # nbgrader raises plain exceptions on hostile metadata
+            job.problems[name] = f"{name}.ipynb: cannot restore it from the source: {error}"
+    job.save()
+    return job
+
+
+def _copy_files(source: Path, target: Path) -> None:
+    """Every file but notebooks and hidden folders; symbolic links are never followed."""
+    target.mkdir(parents=True, exist_ok=True)
+    if not source.is_dir():
+        return
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if any(part.startswith(".") for part in relative.parts) or path.is_symlink():
+            continue
+        if path.is_dir():
+            (target / relative).mkdir(parents=True, exist_ok=True)
+        elif path.suffix != ".ipynb" and path.is_file():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / relative)
+
+
+def restore_flags(nb: nbformat.NotebookNode, gb: Any, notebook: str, assignment: str) -> None:
+    """Reset the nbgrader flags and points of every known cell from the gradebook."""
+    record = gb.find_notebook(notebook, assignment)
+    grades = {c.name: float(c.max_score) for c in record.grade_cells}
+    solutions = {c.name for c in record.solution_cells}
+    tasks = {c.name for c in record.task_cells}
+    sources = {c.name: c for c in record.source_cells}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        if not isinstance(grade_id, str) or grade_id not in sources:
+            if isinstance(meta, dict) and grade_id is not None:
+                del meta["grade_id"]  # unknown to the gradebook: an ungraded learner cell
+            continue
+        flags = {
+            "grade_id": grade_id,
+            "grade": grade_id in grades,
+            "solution": grade_id in solutions,
+            "locked": bool(sources[grade_id].locked),
+            "task": grade_id in tasks,
+            "schema_version": 3,
+        }
+        if grade_id in grades or grade_id in tasks:
+            flags["points"] = grades.get(grade_id, 0.0)
+        cell.metadata["nbgrader"] = flags
+        cell.cell_type = sources[grade_id].cell_type
+        if cell.cell_type != "code":
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+        else:
+            cell.setdefault("outputs", [])
+            cell.setdefault("execution_count", None)
+
+
+def sanitize(
+    course: Course, assignment: str, student: str, notebook: str, nb: nbformat.NotebookNode
+) -> Any:
+    """nbgrader's sanitizing preprocessors, missing graded cells added back."""
+    from nbgrader.preprocessors import (
+        CheckCellMetadata,
+        ClearOutput,
+        DeduplicateIds,
+        OverwriteCells,
+        OverwriteKernelspec,
+    )
+
+    resources: dict[str, Any] = {
+        "nbgrader": {
+            "notebook": notebook,
+            "assignment": assignment,
+            "student": student,
+            "db_url": course.db_url,
+        }
+    }
+    nb, resources = DeduplicateIds(config=course.config).preprocess(nb, resources)
+    with course.gradebook() as gb:
+        restore_flags(nb, gb, notebook, assignment)
+    overwrite = OverwriteCells(config=course.config, add_missing_cells=True)
+    for preprocessor in (
+        ClearOutput(config=course.config),
+        OverwriteKernelspec(config=course.config),
+        overwrite,
+        CheckCellMetadata(config=course.config),
+    ):
+        nb, resources = preprocessor.preprocess(nb, resources)
+    return nbformat.from_dict(nb)

@@ -1,0 +1,242 @@
+"""Where learner code runs while it is graded: bubblewrap here, Apptainer on the factory.
+
+A sandbox turns the kernel's command line into one that runs it with no network, a read-only
+view of only the system and Python files it needs, one writable scratch folder (a copy of that
+one submission's files, never the notebook with hidden tests), a private /tmp and PID namespace,
+and resource limits set by ``prlimit``. When the grader runs as root the learner code also runs
+under an unprivileged user id of its own (one per worker slot), because Linux applies the
+process-count limit per user and never to root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from aifkit.errors import AifkitError
+
+SANDBOX_UID_BASE = 61000  # one unprivileged uid per worker slot: 61000, 61001, ...
+INSIDE_WORKDIR = "/home/learner/work"  # where the submission's scratch copy appears
+INSIDE_HOME = "/home/learner"
+
+# Read-only parts of /etc that programs need; never the whole of /etc (secrets live there).
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "ssl",
+    "ca-certificates",
+    "fonts",
+    "alternatives",
+    "mime.types",
+)
+
+
+class SandboxError(AifkitError):
+    """The sandbox cannot be set up (for example bubblewrap is missing)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one submission's kernel and everything it starts."""
+
+    memory_mb: int = 4096  # address space per process (RLIMIT_AS)
+    cpu_seconds: int = 600  # CPU time per process (RLIMIT_CPU)
+    processes: int = 128  # processes and threads of the sandbox user (RLIMIT_NPROC)
+    file_size_mb: int = 256  # largest file it may write (RLIMIT_FSIZE)
+    open_files: int = 1024  # RLIMIT_NOFILE
+    output_bytes: int = 2_000_000  # notebook outputs kept, all cells together
+    cell_timeout_s: float = 120.0  # wall clock per cell
+    notebook_timeout_s: float = 900.0  # wall clock per notebook
+
+    def prlimit_argv(self) -> list[str]:
+        """``prlimit`` options that put these limits on the command it runs."""
+        return [
+            "prlimit",
+            f"--as={self.memory_mb * 2**20}",
+            f"--cpu={self.cpu_seconds}",
+            f"--nproc={self.processes}",
+            f"--fsize={self.file_size_mb * 2**20}",
+            f"--nofile={self.open_files}",
+            "--core=0",
+            "--",
+        ]
+
+
+def python_paths() -> list[Path]:
+    """The folders the grader's Python needs inside: its prefixes and the aifkit package."""
+    import aifkit
+
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    paths.add(Path(sysconfig.get_paths()["purelib"]))
+    paths.add(Path(aifkit.__file__).resolve().parents[1])  # src/ of an editable install
+    resolved = sorted({p.resolve() for p in paths if p.exists()})
+    # keep only outermost folders: binding a parent already shows its children
+    return [p for p in resolved if not any(q != p and q in p.parents for q in resolved)]
+
+
+@dataclass(frozen=True)
+class Bubblewrap:
+    """Debian's bubblewrap: user, PID, network, IPC, UTS and mount namespaces, no root needed."""
+
+    slot: int = 0  # worker slot: picks the sandbox uid when the grader is root
+    executable: str = "bwrap"
+    name: str = "bubblewrap"
+
+    def check(self) -> None:
+        if shutil.which(self.executable) is None:
+            raise SandboxError(
+                "bubblewrap is not installed: `apt-get install bubblewrap`, or grade with "
+                "--sandbox apptainer on the factory (--no-sandbox only for trusted notebooks)"
+            )
+
+    @property
+    def uid(self) -> int | None:
+        """The uid learner code runs as when the grader is root, else None (the grader's own)."""
+        return SANDBOX_UID_BASE + self.slot if os.geteuid() == 0 else None
+
+    def wrap(
+        self,
+        argv: list[str],
+        *,
+        workdir: Path,
+        runtime_dir: Path,
+        env: dict[str, str],
+        limits: Limits,
+    ) -> list[str]:
+        """The full command line: limits, then the uid drop, then bwrap, then ``argv``."""
+        command = limits.prlimit_argv() + [self.executable]
+        if self.uid is None:  # unprivileged: a user namespace maps the caller inside
+            command += ["--unshare-all"]
+        else:  # root binds what it needs, then the child drops to the sandbox uid
+            command += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+            command += ["--unshare-cgroup-try"]
+        command += ["--die-with-parent", "--new-session"]
+        command += ["--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
+        command += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/home"]
+        command += ["--perms", "1777", "--dir", INSIDE_HOME, "--tmpfs", "/run"]
+        command += _system_binds()
+        for path in python_paths():
+            command += _parents(path) + ["--ro-bind", str(path), str(path)]
+        command += _parents(runtime_dir)
+        command += ["--bind", str(workdir), INSIDE_WORKDIR]
+        command += ["--bind", str(runtime_dir), str(runtime_dir)]
+        command += ["--chdir", INSIDE_WORKDIR, "--clearenv"]
+        for key, value in sorted(env.items()):
+            command += ["--setenv", key, value]
+        command.append("--")
+        if self.uid is not None:
+            command += ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}"]
+            command += ["--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"]
+        return command + argv
+
+
+def _parents(path: Path) -> list[str]:
+    """Create a bind target's parent folders world-traversable (bwrap makes them 0700)."""
+    options: list[str] = []
+    for parent in reversed(path.parents[:-1]):
+        if str(parent) not in ("/tmp", "/home", "/run", "/usr"):
+            options += ["--perms", "0755", "--dir", str(parent)]
+    return options
+
+
+def _system_binds() -> list[str]:
+    binds: list[str] = ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / top
+        if path.is_symlink():
+            binds += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            binds += ["--ro-bind", str(path), str(path)]
+    for name in ETC_FILES:
+        binds += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return binds
+
+
+@dataclass(frozen=True)
+class Apptainer:
+    """Apptainer on the factory: the same isolation from a container image.
+
+    ``--containall`` gives private /tmp, /home, PID and IPC namespaces and no host files beyond
+    the binds; ``--net --network none`` removes the network; limits come from ``prlimit``.
+    """
+
+    image: str = "aifkit-grader.sif"
+    executable: str = "apptainer"
+    name: str = "apptainer"
+    slot: int = 0
+
+    def check(self) -> None:
+        if shutil.which(self.executable) is None:
+            raise SandboxError(
+                f"{self.executable} is not installed here: `module load apptainer` on the "
+                "factory, or use --sandbox bubblewrap"
+            )
+
+    def wrap(
+        self,
+        argv: list[str],
+        *,
+        workdir: Path,
+        runtime_dir: Path,
+        env: dict[str, str],
+        limits: Limits,
+    ) -> list[str]:
+        command = limits.prlimit_argv()
+        command += [self.executable, "exec", "--containall", "--cleanenv", "--no-home"]
+        command += ["--net", "--network", "none", "--no-mount", "home,cwd"]
+        command += ["--bind", f"{workdir}:{INSIDE_WORKDIR}", "--pwd", INSIDE_WORKDIR]
+        command += ["--bind", f"{runtime_dir}:{runtime_dir}"]
+        for key, value in sorted(env.items()):
+            command += ["--env", f"{key}={value}"]
+        return command + [self.image, *argv]
+
+
+@dataclass(frozen=True)
+class NoSandbox:
+    """Learner code with the grader's own rights: only limits apply. For trusted notebooks."""
+
+    name: str = "none"
+    slot: int = 0
+
+    def check(self) -> None:
+        warnings.warn(
+            "grading WITHOUT a sandbox: learner code can read the gradebook, the hidden tests "
+            "and other students' work; use this only for notebooks you trust",
+            stacklevel=2,
+        )
+
+    def wrap(
+        self,
+        argv: list[str],
+        *,
+        workdir: Path,
+        runtime_dir: Path,
+        env: dict[str, str],
+        limits: Limits,
+    ) -> list[str]:
+        return limits.prlimit_argv() + ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+
+
+Sandbox = Bubblewrap | Apptainer | NoSandbox
+
+
+def make(kind: str, *, slot: int = 0, image: str | None = None) -> Sandbox:
+    """A sandbox by name: ``bubblewrap`` (default), ``apptainer`` or ``none``."""
+    if kind == "bubblewrap":
+        return Bubblewrap(slot=slot)
+    if kind == "apptainer":
+        return Apptainer(slot=slot, image=image or Apptainer.image)
+    if kind == "none":
+        return NoSandbox(slot=slot)
+    raise SandboxError(f"unknown sandbox {kind!r}: use bubblewrap, apptainer or none")
