@@ -121,7 +121,7 @@ def _grade_all(
     threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["aifkit.grading.worker"])
-    slots = context.Manager().Queue() if options.jobs > 1 else None
+    slots = context.Queue() if options.jobs > 1 else None
     if slots is not None:
         for slot in range(options.jobs):
             slots.put(slot)
@@ -147,7 +147,9 @@ def _grade_all(
                 except Exception as error:
                     yield student, error
                 continue
-            pending[pool.submit(_grade_in_worker, job, options.sandbox, options.limits, threads)] = job
+            pending[
+                pool.submit(_grade_in_worker, job, options.sandbox, options.limits, threads)
+            ] = job
             while len(pending) >= 2 * options.jobs:
                 yield from _collect(pending, futures.FIRST_COMPLETED)
         while pending:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ class Course:
             try:
                 config.merge(PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config())
             except Exception as error:  # the file is Python: any error is the file's
-                raise GradingError(f"{path}: cannot load the nbgrader configuration: {error}")
+                raise GradingError(
+                    f"{path}: cannot load the nbgrader configuration: {error}"
+                ) from error
         config.CourseDirectory.root = str(root)
         if overrides is not None:
             config.merge(overrides)
@@ -85,6 +88,10 @@ class Course:
 
     def gradebook(self) -> Any:
         from nbgrader.api import Gradebook
+        from sqlalchemy.exc import SAWarning
+
+        # nbgrader 0.9.6 with SQLAlchemy 2 warns on every submission; the grades are right
+        warnings.filterwarnings("ignore", message=".*not in session.*", category=SAWarning)
 
         return Gradebook(self.db_url, self.course_id)
 

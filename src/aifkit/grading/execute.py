@@ -62,7 +62,7 @@ class Execution:
 class _SandboxedKernelManager(KernelManager):
     """A KernelManager whose kernel command is the sandbox's command line."""
 
-    sandbox_argv: list[str] = []
+    sandbox_argv: list[str]  # set before the kernel starts
 
     @property
     def kernel_spec(self) -> KernelSpec:
@@ -149,9 +149,7 @@ def kill_user_processes(uid: int) -> int:
     killed = 0
     for _ in range(5):
         pids = [
-            int(p.name)
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit() and _owner(p) == uid
+            int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid
         ]
         if not pids:
             break

@@ -5,11 +5,12 @@ feedback and formgrader templates render learner markdown and outputs unsanitise
 preprocessors close both holes; :func:`feedback_config` wires them into ``generate_feedback``
 and :func:`formgrader_config` wires :class:`SanitizeHTML` into the formgrader's exporter.
 
-``HTMLExporter.sanitize_html = True`` is set too, but alone it is not enough: nbgrader's
+nbconvert's own guard, ``HTMLExporter.sanitize_html = True``, is not enough alone: nbgrader's
 ``feedback`` and ``formgrade`` templates override the ``markdowncell`` block without its
-``clean_html`` filter, and image metadata reaches an unquoted ``width=`` attribute. It also
-escapes tables, headings and images in ``text/html`` outputs, so a figure-rich answer looks
-worse; markdown cells are safe only because :class:`SanitizeHTML` rendered them first.
+``clean_html`` filter (learner markdown stays live), and image metadata reaches an unquoted
+``width=`` attribute. Where it does apply it escapes every tag outside a short list, so
+``text/html`` tables (``thead``, ``th``) and images show as tag soup. :func:`feedback_config`
+sets it anyway, as defence in depth, unless told not to.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def secret_needles(hidden: list[str], visible: list[str]) -> set[str]:
         needles |= {
             text,
             json.dumps(text)[1:-1],
+            json.dumps(text, ensure_ascii=False)[1:-1],
             repr(text)[1:-1],
             html.escape(text, quote=True),
             html.escape(text, quote=False),
@@ -236,7 +238,11 @@ def as_markdown(safe_html: str) -> str:
 
 
 def _safe_markdown(source: str, attachments: dict[str, Any] | None = None) -> str:
-    return as_markdown(sanitize_html(render_markdown(source, attachments)))
+    try:
+        rendered = render_markdown(source, attachments)
+    except Exception:  # e.g. a missing attachment: show the text rather than fail the export
+        rendered = f"<pre>{html.escape(source)}</pre>"
+    return as_markdown(sanitize_html(rendered))
 
 
 def _kept(mime: str, text: str, data: dict[str, Any]) -> tuple[str, str] | None:
@@ -315,8 +321,12 @@ class SanitizeHTML(NbGraderPreprocessor):  # type: ignore[misc]  # nbgrader is u
 # --- configuration ----------------------------------------------------------------------------
 
 
-def feedback_config(c: Config) -> Config:
-    """Make ``generate_feedback`` hide hidden tests and sanitise learner HTML (mutates ``c``)."""
+def feedback_config(c: Config, nbconvert_sanitize: bool = True) -> Config:
+    """Make ``generate_feedback`` hide hidden tests and sanitise learner HTML (mutates ``c``).
+
+    ``nbconvert_sanitize`` sets ``HTMLExporter.sanitize_html``; see the module docstring for
+    what it adds (nothing :class:`SanitizeHTML` misses) and what it costs (escaped tables).
+    """
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
     c.GenerateFeedback.preprocessors = [
@@ -325,7 +335,7 @@ def feedback_config(c: Config) -> Config:
         SanitizeHTML,
         CSSHTMLHeaderPreprocessor,
     ]
-    c.HTMLExporter.sanitize_html = True
+    c.HTMLExporter.sanitize_html = nbconvert_sanitize
     return c
 
 

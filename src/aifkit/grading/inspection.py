@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 import nbformat
@@ -198,6 +198,30 @@ FLAGGED_MODULES: dict[str, str] = {
     "mock": "replaces objects with mocks that compare equal to anything",
 }
 SAFE_SUBMODULES = frozenset({"IPython.display"})  # display(), clear_output(): honest notebooks
+# Names taken to be these imports when a cell uses them without importing them itself (another
+# cell did): only aliases nobody uses for a variable.
+COMMON_ALIASES: dict[str, str] = {
+    "np": "numpy",
+    "numpy": "numpy",
+    "npt": "numpy.testing",
+    "pd": "pandas",
+    "plt": "matplotlib.pyplot",
+    "mpl": "matplotlib",
+    "torch": "torch",
+    "nn": "torch.nn",
+    "F": "torch.nn.functional",
+    "math": "math",
+    "os": "os",
+    "sys": "sys",
+    "builtins": "builtins",
+    "importlib": "importlib",
+    "subprocess": "subprocess",
+    "ctypes": "ctypes",
+    "multiprocessing": "multiprocessing",
+    "threading": "threading",
+    "IPython": "IPython",
+    "ipykernel": "ipykernel",
+}
 
 _ENDS_KERNEL = "ends the kernel process, so the tests never run"
 _STARTS_PROGRAM = "starts another program"
@@ -234,6 +258,7 @@ DANGEROUS_PREFIXES: dict[str, str] = {
 }
 STREAMS = frozenset({"sys.stdout", "sys.stderr", "sys.stdin"})
 STREAM_REASON = "replaces a standard stream, which can hide or fake the tests' output"
+STAR_REASON = "imports every public name, process-ending ones included, under bare names"
 
 # --- Rule 5: patching -----------------------------------------------------------------------------
 
@@ -324,7 +349,7 @@ DUNDER_REASON = "defines how objects compare or convert, which can make any chec
 
 GRADER_MARKER = re.compile(r"nbgrader|aifkit", re.IGNORECASE)
 MARKER_REASON = "mentions the grader, e.g. to behave differently while being graded"
-PYTHON_FILE = re.compile(r"\.(?:py|pth)\s*$")
+PYTHON_FILE = re.compile(r"\.py\s*$")
 PYTHON_FILE_REASON = "names a Python file, e.g. to write a module and import it unchecked"
 ENV_KEY_PREFIXES = (
     "SLURM_",
@@ -338,7 +363,7 @@ ENV_KEY_PREFIXES = (
 )
 ENVIRON = frozenset({"os.environ", "os.environb"})
 GETENV = frozenset({"os.getenv", "os.getenvb"})
-ENV_READ_METHODS = frozenset({"get", "pop", "setdefault"})
+ENV_READ_METHODS = frozenset({"get", "pop"})
 ENV_WRITE_METHODS = frozenset({"update", "__setitem__"})
 ENV_REASON = "reads environment variables, e.g. to detect the grader"
 
@@ -356,21 +381,27 @@ SENSITIVE_STRINGS = frozenset(RUNTIME_ATTRIBUTES) | COMPARISON_DUNDERS | {"__IPY
 # --- Public API ----------------------------------------------------------------------------------
 
 
-def inspect_source(source: str, *, protected: Mapping[str, str] | None = None) -> list[Hit]:
+def inspect_source(
+    source: str,
+    *,
+    protected: Mapping[str, str] | None = None,
+    imports: Mapping[str, str] | None = None,
+) -> list[Hit]:
     """Findings ``(line, construct, reason)`` for one cell's code, sorted by line.
 
     ``protected`` maps names that the instructor's read-only cells bind to what they bind
     (an import's qualified name, or ``""`` for a def or class); rebinding them is flagged.
+    ``imports`` maps names that other cells import to their qualified names.
     """
     tree = _parse(source)
     if tree is None:
         return []
-    inspector = _CellInspector(tree, protected or {})
     try:
+        inspector = _CellInspector(tree, protected or {}, imports or {})
         inspector.visit(tree)
         inspector.check_bindings()
     except RecursionError:
-        inspector.hit(1, "nesting", f"the cell {NESTED_REASON}")
+        return [(1, "nesting", f"the cell {NESTED_REASON}")]
     return _unique_sorted(inspector.hits)
 
 
@@ -386,14 +417,16 @@ def inspect_notebook(
     """
     cells = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
     trusted = {i for i, c in cells if _is_trusted(c, trusted_ids)}
-    protected = _protected_names(_source(c) for i, c in cells if i in trusted)
+    trees = {i: _parse(_source(c)) for i, c in cells}
+    protected = _defined_names(t for i, t in trees.items() if i in trusted)
+    imports = {k: v for k, v in _defined_names(trees.values()).items() if v}
     findings: list[Finding] = []
     for index, cell in cells:
         if index in trusted:
             continue
         label = _nbgrader(cell).get("grade_id") or f"cell {index}"
-        for line, construct, reason in inspect_source(_source(cell), protected=protected):
-            findings.append(Finding(notebook, str(label), line, construct, reason))
+        hits = inspect_source(_source(cell), protected=protected, imports=imports)
+        findings.extend(Finding(notebook, str(label), *hit) for hit in hits)
     return findings
 
 
@@ -404,9 +437,7 @@ def _parse(source: str) -> ast.Module | None:
     """The cell as the kernel would compile it, or None where the kernel would run nothing."""
     try:
         return ast.parse(TransformerManager().transform_cell(source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    except Exception:  # IPython reports a failing transformer and does not run the cell
+    except Exception:  # SyntaxError and the like: IPython reports it and runs nothing
         return None
 
 
@@ -469,9 +500,7 @@ def _bindings(scope: ast.AST) -> Iterator[tuple[str, ast.AST, str | None, ast.AS
         elif isinstance(node, ast.withitem) and node.optional_vars is not None:
             for name in _target_names(node.optional_vars):
                 yield name, node.optional_vars, None, node.context_expr
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            yield node.name, node, None, None
-        elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
             yield node.name, node, None, None
         elif isinstance(node, ast.MatchMapping) and node.rest:
             yield node.rest, node, None, None
@@ -500,19 +529,18 @@ def _local_names(scope: ast.AST) -> set[str]:
     return names
 
 
-def _protected_names(sources: Iterator[str]) -> dict[str, str]:
-    """Names the instructor's cells import (to their qualified name) or define (to "")."""
-    protected: dict[str, str] = {}
-    for source in sources:
-        tree = _parse(source)
+def _defined_names(trees: Iterable[ast.Module | None]) -> dict[str, str]:
+    """Names cells import (to their qualified name) or define by def or class (to "")."""
+    names: dict[str, str] = {}
+    for tree in trees:
         if tree is None:
             continue
         for name, node, qualified, _ in _bindings(tree):
             if qualified is not None:
-                protected[name] = qualified
+                names[name] = qualified
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                protected[name] = ""
-    return protected
+                names[name] = ""
+    return names
 
 
 # --- The inspector -------------------------------------------------------------------------------
@@ -521,12 +549,23 @@ def _protected_names(sources: Iterator[str]) -> dict[str, str]:
 class _CellInspector(ast.NodeVisitor):
     """Walks one parsed cell and collects findings in ``hits``."""
 
-    def __init__(self, tree: ast.Module, protected: Mapping[str, str]) -> None:
+    def __init__(
+        self, tree: ast.Module, protected: Mapping[str, str], imports: Mapping[str, str]
+    ) -> None:
         self.tree = tree
         self.protected = protected
         self.hits: list[Hit] = []
         self.parents = {c: p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
-        self.imports = self._collect_imports()
+        self.deleted = {
+            n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Del)
+        }
+        self.cell_imports = {
+            name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for name, _ in _import_bindings(node)
+        }
+        self.imports = self._collect_imports(imports)
         self.module_names = self._plain_module_names()
         self.scopes: list[set[str]] = []
 
@@ -535,9 +574,14 @@ class _CellInspector(ast.NodeVisitor):
 
     # -- what names refer to --
 
-    def _collect_imports(self) -> dict[str, str]:
-        """Local name to qualified name for imports, and for aliases like ``t = np.testing``."""
-        imports: dict[str, str] = {}
+    def _collect_imports(self, elsewhere: Mapping[str, str]) -> dict[str, str]:
+        """Local name to qualified name: this cell's imports, then other cells' and the common
+        aliases for names this cell does not bind otherwise, then aliases like ``t = np.testing``.
+        """
+        stores = (n for n in ast.walk(self.tree) if isinstance(n, ast.Name))
+        bound = {n.id for n in stores if not isinstance(n.ctx, ast.Load)}
+        bound |= {n.arg for n in ast.walk(self.tree) if isinstance(n, ast.arg)}
+        imports = {k: v for k, v in {**COMMON_ALIASES, **elsewhere}.items() if k not in bound}
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 imports.update(_import_bindings(node))
@@ -545,32 +589,30 @@ class _CellInspector(ast.NodeVisitor):
         while changed:
             changed = False
             for node in ast.walk(self.tree):
-                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name | ast.Attribute):
-                    qualified = _qualify(node.value, imports)
-                    for target in node.targets:
-                        if qualified and isinstance(target, ast.Name) and target.id not in imports:
-                            imports[target.id] = qualified
-                            changed = True
+                if not isinstance(node, ast.Assign):
+                    continue
+                qualified = _qualify(node.value, imports)
+                for target in node.targets:
+                    if qualified and isinstance(target, ast.Name) and target.id not in imports:
+                        imports[target.id] = qualified
+                        changed = True
         return imports
 
     def _plain_module_names(self) -> dict[str, int]:
         """Names a top-level statement binds to an innocent value, with the first such line.
 
-        A later load of such a name at module level is the learner's variable, not a builtin
-        (``vars = [...]``; ``print(vars)``). Bindings under ``if``/``try``/``for`` don't count:
-        they may not happen, leaving the builtin in place.
+        A later load of such a name is the learner's variable, not a builtin (``vars = [...]``;
+        ``print(vars)``). Bindings under ``if``/``try``/``for`` don't count: they may not
+        happen, which leaves the builtin in place.
         """
-        deleted = {
-            n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Del)
-        }
         plain: dict[str, int] = {}
         for statement in self.tree.body:
+            if isinstance(statement, ast.AnnAssign) and statement.value is None:
+                continue
             for name, node, _, value in _bindings(ast.Module(body=[statement], type_ignores=[])):
-                if node is not statement or name in deleted or not _innocent(value):
-                    continue
-                if isinstance(statement, ast.AugAssign | ast.For | ast.With):
-                    continue
-                plain.setdefault(name, statement.lineno)
+                ok = node is statement and name not in self.deleted and _innocent(value)
+                if ok and not isinstance(statement, ast.AugAssign | ast.For | ast.AsyncFor):
+                    plain.setdefault(name, statement.lineno)
         return plain
 
     def _shadowed(self, node: ast.Name) -> bool:
@@ -582,31 +624,59 @@ class _CellInspector(ast.NodeVisitor):
 
     # -- scopes --
 
-    def _visit_scope(self, node: ast.AST) -> None:
+    def _visit_scope(self, node: ast.AST, outside: list[ast.AST], inside: list[ast.AST]) -> None:
+        """Visit ``outside`` (decorators, defaults, a first iterable) in the enclosing scope and
+        ``inside`` with the scope's local names shadowing builtins."""
+        for child in outside:
+            self.visit(child)
         self.scopes.append(_local_names(node))
-        self.generic_visit(node)
+        for child in inside:
+            self.visit(child)
         self.scopes.pop()
 
+    def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        returns = [node.returns] if node.returns else []
+        self._visit_scope(node, [*node.decorator_list, node.args, *returns], [*node.body])
+
+    def _visit_comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp) -> None:
+        first, *others = node.generators
+        inside = [first.target, *first.ifs, *others, node.elt]
+        self._visit_scope(node, [first.iter], inside)
+
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self._visit_scope(node)
+        self._visit_function(node)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
-        self._visit_scope(node)
+        self._visit_function(node)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
-        self._visit_scope(node)
+        self._visit_scope(node, [node.args], [node.body])
 
     def visit_ListComp(self, node: ast.ListComp) -> None:
-        self._visit_scope(node)
+        self._visit_comprehension(node)
 
     def visit_SetComp(self, node: ast.SetComp) -> None:
-        self._visit_scope(node)
-
-    def visit_DictComp(self, node: ast.DictComp) -> None:
-        self._visit_scope(node)
+        self._visit_comprehension(node)
 
     def visit_GeneratorExp(self, node: ast.GeneratorExp) -> None:
-        self._visit_scope(node)
+        self._visit_comprehension(node)
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        first, *others = node.generators
+        inside = [first.target, *first.ifs, *others, node.key, node.value]
+        self._visit_scope(node, [first.iter], inside)
+
+    def visit_For(self, node: ast.For) -> None:
+        """In its body, a module-level loop variable is the learner's (``for _i in ...``)."""
+        names = set(_target_names(node.target)) - self.deleted
+        for child in (node.target, node.iter):
+            self.visit(child)
+        self.scopes.append(names)
+        for statement in node.body:
+            self.visit(statement)
+        self.scopes.pop()
+        for statement in node.orelse:
+            self.visit(statement)
 
     # -- rule 1: magics --
 
@@ -626,44 +696,67 @@ class _CellInspector(ast.NodeVisitor):
 
     def _check_magic(self, node: ast.Call, method: str) -> None:
         """Flag a ``get_ipython()`` magic or shell call unless it is an allowed magic."""
-        for argument in [*node.args, *node.keywords]:
-            self.visit(argument)
+        cell = method == "run_cell_magic"
+        name = _string(node.args[0]) if node.args else None
+        allowed = ALLOWED_CELL_MAGICS if cell else ALLOWED_LINE_MAGICS
+        if name not in allowed or name == "matplotlib":
+            for argument in [*node.args, *node.keywords]:
+                self.visit(argument)  # strings naming the grader, say
         if method in ("system", "getoutput"):
             self.hit(node.lineno, "!", SHELL_REASON)
             return
-        cell = method == "run_cell_magic"
-        name = _string(node.args[0]) if node.args else None
         if name is None:
             self.hit(node.lineno, "get_ipython", IPYTHON_NAMES["get_ipython"])
             return
         construct = ("%%" if cell else "%") + name
-        if name not in (ALLOWED_CELL_MAGICS if cell else ALLOWED_LINE_MAGICS):
+        if name not in allowed:
             self.hit(node.lineno, construct, MAGIC_REASON)
             return
         texts = [_string(a) for a in node.args[1:]]
         if len(texts) != (2 if cell else 1) or None in texts or node.keywords:
             self.hit(node.lineno, construct, "runs a magic on computed code that cannot be checked")
             return
-        self._check_magic_code(node.lineno, name, cell, [t or "" for t in texts])
+        self._check_magic_code(node.lineno, construct, [t or "" for t in texts])
 
-    def _check_magic_code(self, line: int, name: str, cell: bool, texts: list[str]) -> None:
-        """Inspect the code an allowed magic runs: a backend name, or code to time."""
-        construct = ("%%" if cell else "%") + name
-        if name == "matplotlib":
+    def _check_magic_code(self, line: int, construct: str, texts: list[str]) -> None:
+        """Inspect what an allowed magic runs: a backend name, or the code it times."""
+        if construct == "%matplotlib":
             if not MATPLOTLIB_ARGUMENT.fullmatch(texts[0]):
                 self.hit(line, construct, "passes an argument that IPython expands as code")
             return
-        codes = [(line, _strip_time_options(name, texts[0]))]
-        if cell:  # %%timeit's line is setup code, and %%time's must be empty
+        code = _strip_time_options(construct.lstrip("%"), texts[0])
+        if code is None:
+            self.hit(line, construct, "passes options that cannot be checked")
+            return
+        codes = [(line, code)]
+        if construct.startswith("%%"):  # %%timeit's line is setup code; the body starts below
             codes.append((line + 1, texts[1]))
-        for start, code in codes:
-            if code is None or (code.strip() and _parse(code) is None):
-                self.hit(line, construct, "passes code or options that cannot be checked")
-                continue
-            for nested_line, nested, reason in inspect_source(code, protected=self.protected):
-                self.hit(start + nested_line - 1, nested, reason)
+        for start, text in codes:
+            nested = inspect_source(text, protected=self.protected, imports=self.imports)
+            for nested_line, what, reason in nested:
+                self.hit(start + nested_line - 1, what, reason)
 
-    # -- rules 2, 3, 4 and 8: names and attributes --
+    # -- rules 2, 3, 4 and 8: imports, names and attributes --
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._check_import(node, alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = "." * node.level + (node.module or "")
+        for alias in node.names:
+            if alias.name == "*":
+                self._check_import(node, module)
+                if module in ("os", "sys"):
+                    self.hit(node.lineno, f"from {module} import *", STAR_REASON)
+            else:
+                self._check_import(node, f"{module}.{alias.name}")
+
+    def _check_import(self, node: ast.stmt, qualified: str) -> None:
+        module = _flagged_module(qualified)
+        if module is not None:
+            self.hit(node.lineno, module, FLAGGED_MODULES[module])
+        self._check_reached(node, qualified)
 
     def visit_Name(self, node: ast.Name) -> None:
         name, load = node.id, isinstance(node.ctx, ast.Load)
@@ -684,9 +777,8 @@ class _CellInspector(ast.NodeVisitor):
             self.hit(node.lineno, attr, RUNTIME_ATTRIBUTES[attr])
         if attr in STORE_ONLY_ATTRIBUTES and store:
             self.hit(node.lineno, attr, STORE_ONLY_ATTRIBUTES[attr])
-        if attr in EVENT_METHODS and isinstance(node.value, ast.Attribute):
-            if node.value.attr == "events":
-                self.hit(node.lineno, "events", EVENTS_REASON)
+        if attr in EVENT_METHODS and _dotted_tail(node.value) == "events":
+            self.hit(node.lineno, "events", EVENTS_REASON)
         qualified = _qualify(node, self.imports)
         if qualified is not None:
             self._check_object(node, qualified, _root(node))
@@ -699,37 +791,42 @@ class _CellInspector(ast.NodeVisitor):
     def _check_object(self, node: ast.expr, qualified: str, root: str | None) -> None:
         """Rules 4 and 8 for a name or attribute chain that resolves to an imported object."""
         module = _flagged_module(qualified)
-        if module is not None and _flagged_module(self.imports.get(root or "", "")) is None:
+        imported_flagged = root in self.cell_imports and _flagged_module(self.imports[root or ""])
+        if module is not None and not imported_flagged:  # else flagged at the import
             self.hit(node.lineno, module, FLAGGED_MODULES[module])
         self._check_reached(node, qualified)
-        if qualified in STREAMS and isinstance(getattr(node, "ctx", None), ast.Store | ast.Del):
+        store = isinstance(getattr(node, "ctx", None), ast.Store | ast.Del)
+        if qualified in STREAMS and store:
             self.hit(node.lineno, f"{qualified} =", STREAM_REASON)
         if qualified in ENVIRON:
             self._check_environ(node, qualified)
-        elif qualified in GETENV and not self._is_called(node):
+        elif qualified in GETENV and self._call_of(node) is None:
             self.hit(node.lineno, qualified, ENV_REASON)
 
-    def _check_reached(self, node: ast.expr, dotted: str) -> None:
+    def _check_reached(self, node: ast.AST, dotted: str) -> None:
         """Rule 4: process, tracing and import-system objects, however they are reached."""
+        line = getattr(node, "lineno", 1)
         for name, reason in DANGEROUS_OBJECTS.items():
             if dotted == name or dotted.endswith("." + name):
-                self.hit(node.lineno, name, reason)
+                self.hit(line, name, reason)
         last = dotted.rsplit(".", 2)[-2:]
         for prefix, reason in DANGEROUS_PREFIXES.items():
             module, function = prefix.split(".")
             if len(last) == 2 and last[0] == module and last[1].startswith(function):
-                self.hit(node.lineno, ".".join(last), reason)
+                self.hit(line, ".".join(last), reason)
 
-    def _is_called(self, node: ast.expr) -> bool:
+    def _call_of(self, node: ast.expr) -> ast.Call | None:
+        """The call that calls ``node``, if any."""
         parent = self.parents.get(node)
-        return isinstance(parent, ast.Call) and parent.func is node
+        return parent if isinstance(parent, ast.Call) and parent.func is node else None
 
     # -- rule 5: patching --
 
     def _check_patch(self, node: ast.Attribute, qualified: str | None) -> None:
         """Assigning to, or deleting, an imported module's attribute or a comparison helper."""
-        if qualified is not None and not qualified.startswith(CONFIG_PREFIXES):
-            self.hit(node.lineno, f"patch {qualified}", PATCH_REASON)
+        if qualified is not None:
+            if not qualified.startswith(CONFIG_PREFIXES) and qualified not in STREAMS:
+                self.hit(node.lineno, f"patch {qualified}", PATCH_REASON)
         elif node.attr in COMPARISON_HELPERS:
             self.hit(node.lineno, f"patch {_dotted(node) or node.attr}", PATCH_REASON)
         if node.attr in COMPARISON_DUNDERS:
@@ -744,13 +841,18 @@ class _CellInspector(ast.NodeVisitor):
             if name in PROTECTED_BUILTINS:
                 self.hit(line, f"rebind {name}", REBIND_REASON.format(name=name))
             if name in self.protected and (not qualified or qualified != self.protected[name]):
-                original = self.protected[name]
-                how = f"import as {original}" if original else "define"
-                self.hit(line, f"rebind {name}", PROTECTED_REASON.format(name=name, how=how))
+                self.hit(line, f"rebind {name}", self._protected_reason(name))
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Global):
-                for name in set(node.names) & (PROTECTED_BUILTINS | set(self.protected)):
+                for name in sorted(set(node.names) & PROTECTED_BUILTINS):
                     self.hit(node.lineno, f"rebind {name}", REBIND_REASON.format(name=name))
+                for name in sorted(set(node.names) & set(self.protected)):
+                    self.hit(node.lineno, f"rebind {name}", self._protected_reason(name))
+
+    def _protected_reason(self, name: str) -> str:
+        original = self.protected[name]
+        how = f"import as {original}" if original else "define"
+        return PROTECTED_REASON.format(name=name, how=how)
 
     # -- rule 7: comparison methods --
 
@@ -777,24 +879,30 @@ class _CellInspector(ast.NodeVisitor):
             self.hit(node.lineno, text, reason)
 
     def _check_environ(self, node: ast.expr, qualified: str) -> None:
-        """``os.environ``: writes and reads of the job's own variables are fine."""
+        """``os.environ``: writes, and reads of the job's own variables, are fine."""
+        if not self._environ_use_allowed(node):
+            self.hit(node.lineno, qualified, ENV_REASON)
+
+    def _environ_use_allowed(self, node: ast.expr) -> bool:
+        """``environ[KEY]``, ``environ.get(KEY)``, ``KEY in environ``, or any write."""
         parent = self.parents.get(node)
         if isinstance(parent, ast.Subscript) and parent.value is node:
-            if isinstance(parent.ctx, ast.Store | ast.Del) or _allowed_key(parent.slice):
-                return
-        elif isinstance(parent, ast.Attribute) and parent.value is node:
-            if parent.attr in ENV_WRITE_METHODS:
-                return
-            call = self.parents.get(parent)
-            if parent.attr in ENV_READ_METHODS and isinstance(call, ast.Call):
-                if call.func is parent and call.args and _allowed_key(call.args[0]):
-                    return
-        self.hit(node.lineno, qualified, ENV_REASON)
+            return isinstance(parent.ctx, ast.Store | ast.Del) or _allowed_key(parent.slice)
+        if isinstance(parent, ast.Attribute) and parent.value is node:
+            call = self._call_of(parent)
+            key = call.args[0] if call is not None and call.args else None
+            if parent.attr == "setdefault" and key is not None:  # a default for a library
+                return _string(key) is not None
+            if parent.attr in ENV_READ_METHODS and key is not None:
+                return _allowed_key(key)
+            return parent.attr in ENV_WRITE_METHODS
+        if isinstance(parent, ast.Compare) and parent.comparators == [node]:
+            membership = isinstance(parent.ops[0], ast.In | ast.NotIn)
+            return membership and _allowed_key(parent.left)
+        return False
 
     def _check_getenv(self, node: ast.Call) -> None:
         """``os.getenv(key)`` with a key other than the job's own variables."""
-        if not isinstance(node.func, ast.Name | ast.Attribute):
-            return
         if _qualify(node.func, self.imports) not in GETENV:
             return
         key = node.args[0] if node.args else next((k.value for k in node.keywords), None)
@@ -826,10 +934,11 @@ def _magic_method(node: ast.Call) -> str | None:
     if not isinstance(func, ast.Attribute) or func.attr not in MAGIC_METHODS:
         return None
     shell = func.value
-    if isinstance(shell, ast.Call) and isinstance(shell.func, ast.Name):
-        if shell.func.id == "get_ipython" and not shell.args and not shell.keywords:
-            return func.attr
-    return None
+    if not isinstance(shell, ast.Call) or shell.args or shell.keywords:
+        return None
+    return (
+        func.attr if isinstance(shell.func, ast.Name) and shell.func.id == "get_ipython" else None
+    )
 
 
 def _strip_time_options(name: str, line: str) -> str | None:
@@ -865,6 +974,13 @@ def _strip_time_options(name: str, line: str) -> str | None:
 def _literal_getattr(node: ast.Call) -> bool:
     """``getattr(obj, "name"[, default])`` with a literal name."""
     return len(node.args) in (2, 3) and not node.keywords and _string(node.args[1]) is not None
+
+
+def _dotted_tail(node: ast.expr) -> str | None:
+    """The last name of an attribute chain or name: ``events`` for ``shell.events``."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def _root(node: ast.expr) -> str | None:

@@ -61,13 +61,15 @@ def _read(path: Path, repairs: list[str]) -> nbformat.NotebookNode:
         raise ValueError(f"not UTF-8 text (byte {error.start})") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"not valid JSON: {error.msg} at line {error.lineno}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
+    if not isinstance(data, dict) or not isinstance(
+        data.get("cells", data.get("worksheets")), list
+    ):
         raise ValueError("not a Jupyter notebook (no list of cells)")
     version = data.get("nbformat")
     if version not in (3, 4):
         raise ValueError(f"unsupported nbformat {version!r} (expected 4)")
     try:
-        nb = nbformat.reads(json.dumps(data), as_version=4)
+        nb: nbformat.NotebookNode = nbformat.reads(json.dumps(data), as_version=4)
     except Exception as error:  # nbformat raises several types for broken structure
         raise ValueError(f"cannot convert the notebook: {error}") from None
     if version == 3:

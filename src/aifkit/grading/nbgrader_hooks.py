@@ -71,7 +71,9 @@ class SandboxedExecute(NbGraderPreprocessor):
                     shutil.copyfile(path, scratch / path.name)
                 elif path.is_dir() and not path.is_symlink() and not path.name.startswith("."):
                     shutil.copytree(path, scratch / path.name, symlinks=False)
-            execution = run_notebook(nb, sandbox=box, limits=limits, workdir=scratch, tests=test_cells)
+            execution = run_notebook(
+                nb, sandbox=box, limits=limits, workdir=scratch, tests=test_cells
+            )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if execution.status != "completed":

@@ -9,6 +9,7 @@ on this machine or on SLURM nodes never touch it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ class Job:
     notebooks: dict[str, Any] = field(default_factory=dict)  # name -> sanitized notebook JSON
     problems: dict[str, str] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
+    trusted: list[str] = field(default_factory=list)  # digests of the release's own code cells
 
     @property
     def files(self) -> Path:
@@ -92,6 +94,7 @@ def prepare(
     job.problems, job.repairs = dict(intake.problems), list(intake.repairs)
     _copy_files(submitted, job.files)
     _copy_files(course.folder("source", ".", assignment), job.files)  # instructor's files win
+    job.trusted = release_digests(course.folder("release", ".", assignment))
     for name, nb in intake.notebooks.items():
         try:
             job.notebooks[name] = sanitize(course, assignment, student, name, nb)
@@ -99,6 +102,19 @@ def prepare(
             job.problems[name] = f"{name}.ipynb: cannot restore it from the source: {error}"
     job.save()
     return job
+
+
+def digest(source: str) -> str:
+    return hashlib.sha256(source.strip().encode("utf-8")).hexdigest()
+
+
+def release_digests(release: Path) -> list[str]:
+    """Digests of every code cell learners received: code that is still as released is trusted."""
+    digests: set[str] = set()
+    for path in sorted(release.glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        digests.update(digest(c.source) for c in nb.cells if c.cell_type == "code")
+    return sorted(digests)
 
 
 def _copy_files(source: Path, target: Path) -> None:

@@ -115,7 +115,7 @@ class Bubblewrap:
         limits: Limits,
     ) -> list[str]:
         """The full command line: limits, then the uid drop, then bwrap, then ``argv``."""
-        command = limits.prlimit_argv() + [self.executable]
+        command = [*limits.prlimit_argv(), self.executable]
         if self.uid is None:  # unprivileged: a user namespace maps the caller inside
             command += ["--unshare-all"]
         else:  # root binds what it needs, then the child drops to the sandbox uid
@@ -123,11 +123,12 @@ class Bubblewrap:
             command += ["--unshare-cgroup-try"]
         command += ["--die-with-parent", "--new-session"]
         command += ["--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
+        command += ["--perms", "1777", "--tmpfs", "/dev/shm"]  # DataLoader workers share memory
         command += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/home"]
         command += ["--perms", "1777", "--dir", INSIDE_HOME, "--tmpfs", "/run"]
         command += _system_binds()
         for path in python_paths():
-            command += _parents(path) + ["--ro-bind", str(path), str(path)]
+            command += [*_parents(path), "--ro-bind", str(path), str(path)]
         command += _parents(runtime_dir)
         command += ["--bind", str(workdir), INSIDE_WORKDIR]
         command += ["--bind", str(runtime_dir), str(runtime_dir)]
@@ -199,7 +200,7 @@ class Apptainer:
         command += ["--bind", f"{runtime_dir}:{runtime_dir}"]
         for key, value in sorted(env.items()):
             command += ["--env", f"{key}={value}"]
-        return command + [self.image, *argv]
+        return [*command, self.image, *argv]
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ class NoSandbox:
         env: dict[str, str],
         limits: Limits,
     ) -> list[str]:
-        return limits.prlimit_argv() + ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+        return [*limits.prlimit_argv(), "env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
 
 
 Sandbox = Bubblewrap | Apptainer | NoSandbox

@@ -22,7 +22,7 @@ import nbformat
 from aifkit.grading import sandbox as sandboxes
 from aifkit.grading.execute import Execution, run_notebook
 from aifkit.grading.inspection import inspect_notebook
-from aifkit.grading.prepare import Job
+from aifkit.grading.prepare import Job, digest
 from aifkit.grading.records import SubmissionResult, TestResult
 from aifkit.grading.sandbox import Limits, Sandbox
 from aifkit.grading.scoring import score_test
@@ -71,6 +71,15 @@ def _score(
     return results
 
 
+def _learner_code(nb: nbformat.NotebookNode, trusted: set[str]) -> nbformat.NotebookNode:
+    """A copy in which code still exactly as released is blanked: only learners' code is read."""
+    copy: nbformat.NotebookNode = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in copy.cells:
+        if cell.cell_type == "code" and digest(cell.source) in trusted:
+            cell.source = ""
+    return copy
+
+
 def grade(job: Job, sandbox: Sandbox, limits: Limits, threads: int = 1) -> Outcome:
     """Run and score every notebook of a job. Never raises for anything the learner did."""
     started = time.monotonic()
@@ -86,7 +95,7 @@ def grade(job: Job, sandbox: Sandbox, limits: Limits, threads: int = 1) -> Outco
             ]
             continue
         nb = nbformat.from_dict(job.notebooks[name])
-        result.findings += inspect_notebook(nb, name)
+        result.findings += inspect_notebook(_learner_code(nb, set(job.trusted)), name)
         scratch = Path(tempfile.mkdtemp(prefix="aifkit-scratch-"))
         try:
             shutil.copytree(job.files, scratch, dirs_exist_ok=True)

@@ -25,9 +25,7 @@ def generate(course: Course, assignment: str) -> str:
         raise GradingError(
             f"no assignment {assignment!r} in {course.root / course.coursedir.source_directory}"
         )
-    return _checked(
-        "generate_assignment", course.api().generate_assignment(assignment, force=True)
-    )
+    return _checked("generate_assignment", course.api().generate_assignment(assignment, force=True))
 
 
 def release(course: Course, assignment: str, *, exchange: bool = True) -> str:
