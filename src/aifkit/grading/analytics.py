@@ -38,7 +38,7 @@ class TimeStats(NamedTuple):
 
 
 def per_test_failure_rates(results: Iterable[SubmissionResult]) -> list[FailureRate]:
-    """Per test, how many submissions scored below its maximum (not-run and flagged too).
+    """Per test, how many submissions scored below its maximum; not-run and flagged always count.
 
     The denominator is the submissions whose record lists that test. Highest rate first.
     """
@@ -46,7 +46,7 @@ def per_test_failure_rates(results: Iterable[SubmissionResult]) -> list[FailureR
     for result in results:
         for test in result.tests:
             tally = counts.setdefault((test.notebook, test.grade_id), [0, 0])
-            tally[0] += test.score < test.max_score
+            tally[0] += test.score < test.max_score or test.status in ("not-run", "flagged")
             tally[1] += 1
     rates = [FailureRate(nb, gid, f, n, f / n) for (nb, gid), (f, n) in counts.items()]
     return sorted(rates, key=lambda r: (-r.rate, -r.failed, r.notebook, r.grade_id))

@@ -15,7 +15,7 @@ def configure(c: Any) -> None:
         LimitOutput,
     )
 
-    from aifkit.grading.feedback import feedback_config
+    from aifkit.grading.feedback import feedback_config, formgrader_config
     from aifkit.grading.nbgrader_hooks import FailClosedSaveAutoGrades, SandboxedExecute
 
     c.Autograde.autograde_preprocessors = [
@@ -29,3 +29,4 @@ def configure(c: Any) -> None:
     ]
     c.OverwriteCells.add_missing_cells = True
     feedback_config(c)
+    formgrader_config(c)  # formgrader shows learner HTML sanitized too

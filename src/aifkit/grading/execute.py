@@ -32,7 +32,7 @@ from aifkit.grading import proof
 from aifkit.grading.sandbox import INSIDE_HOME, Limits, Sandbox
 
 CellStatus = Literal["ok", "error", "timeout", "dead", "output-limit", "not-run"]
-INTERRUPT_GRACE_S = 10.0
+INTERRUPT_GRACE_S = 5.0
 KERNEL_START_TIMEOUT_S = 90.0
 
 

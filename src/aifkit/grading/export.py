@@ -5,8 +5,10 @@ graded part, ``<assignment>/<notebook>/<grade_id>``, then ``<assignment>/late_pe
 ``<assignment>/total``. A part holds nbgrader's final score (the manual score when a grader set
 one, else the autograder's, plus extra credit).
 
-Empty never means zero. A part is empty when nobody has scored it yet (a written answer not
-yet graded by hand), and the whole assignment is empty for a student who did not submit it.
+Empty never means zero. A part is empty while it waits for a human: no manual score, and
+either no autograde score (a written answer) or nbgrader still marks it as needing a manual
+grade (a test aifkit flagged for review keeps a provisional 0 there). The whole assignment is
+empty for a student who did not submit it.
 ``total`` (the parts' sum less the late penalty, at least 0) is empty unless every part is
 scored, so an unfinished grade is never imported as final.
 
@@ -76,11 +78,9 @@ def _source_order(source_dir: Path | None, assignment: str, notebook: str) -> di
 
 def _parts(assignment: Any, source_dir: Path | None) -> list[tuple[str, str, float]]:
     """(notebook, grade_id, max_score) of every graded part, in cell order."""
-    from nbgrader.api import GradeCell, TaskCell
-
     parts: list[tuple[str, str, float]] = []
     for notebook in assignment.notebooks:  # ordered by name
-        cells = [c for c in notebook._base_cells if isinstance(c, GradeCell | TaskCell)]
+        cells = list(notebook.grade_cells) + list(notebook.task_cells)
         order = _source_order(source_dir, assignment.name, notebook.name)
         positions = {c.name: order.get(c.name, len(order) + i) for i, c in enumerate(cells)}
         cells.sort(key=lambda c: positions[c.name])
@@ -89,13 +89,14 @@ def _parts(assignment: Any, source_dir: Path | None) -> list[tuple[str, str, flo
 
 
 def _scores(submission: Any) -> tuple[dict[tuple[str, str], float | None], float]:
-    """Final score per (notebook, grade_id) (None when unscored) and the late penalty."""
+    """Final score per (notebook, grade_id) (None while pending) and the late penalty."""
     scores: dict[tuple[str, str], float | None] = {}
     penalty = 0.0
     for notebook in submission.notebooks:
         penalty += notebook.late_submission_penalty or 0.0
         for grade in notebook.grades:
-            unscored = grade.auto_score is None and grade.manual_score is None
+            pending = grade.auto_score is None or grade.needs_manual_grade
+            unscored = grade.manual_score is None and pending
             scores[notebook.name, grade.name] = None if unscored else float(grade.score)
     return scores, penalty
 

@@ -93,11 +93,13 @@ def secret_needles(hidden: list[str], visible: list[str]) -> set[str]:
 
 
 def leaks(text: Any, needles: set[str]) -> bool:
-    """Whether ``text`` (a string or list of strings) contains any needle."""
-    if isinstance(text, list):
-        text = "".join(str(part) for part in text)
-    if not isinstance(text, str) or not needles:
+    """Whether ``text`` (a string, lines, or JSON data) contains any needle."""
+    if not needles:
         return False
+    if isinstance(text, list) and all(isinstance(part, str) for part in text):
+        text = "".join(text)
+    elif not isinstance(text, str):
+        text = json.dumps(text, ensure_ascii=False, default=str)  # e.g. application/json
     plain = _normalise(_ANSI.sub("", text))
     untagged = _normalise(html.unescape(_TAG.sub("", text)))
     return any(n in plain or n in untagged for n in needles)
@@ -129,7 +131,7 @@ def _redact_outputs(cell: NotebookNode, needles: set[str], grade: bool) -> None:
                 out["text"] = REDACTED + "\n"
 
 
-class RedactHiddenTests(NbGraderPreprocessor):  # type: ignore[misc]  # nbgrader is untyped
+class RedactHiddenTests(NbGraderPreprocessor):
     """Remove hidden tests from grade cells and every output that would show them.
 
     Add it to ``GenerateFeedback.preprocessors`` before the HTML export. Error outputs of
@@ -174,7 +176,8 @@ ALLOWED_CSS += ["font-style", "text-decoration", "white-space"]
 _DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]+", re.IGNORECASE)
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):")
 _NUMBER = re.compile(r"\d{1,5}%?")
-_CLASSES = re.compile(r"[A-Za-z0-9_ -]*")
+# Pygments token classes and nbconvert's own; no page class (bootstrap's could overlay it).
+_CLASS = re.compile(r"[a-z]{1,3}[0-9]?|highlight|anchor-link|task-list-item")
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 _ACTIVE_SVG = re.compile(
     r"<\s*(script|foreignobject|iframe|embed|object|use|animate|set)\b|\son\w+\s*=|javascript:"
@@ -188,7 +191,7 @@ def _allow_attribute(tag: str, name: str, value: str) -> bool:
     if name == "title":
         return True
     if name == "class":
-        return _CLASSES.fullmatch(value) is not None and "mermaid" not in value.split()
+        return all(_CLASS.fullmatch(token) for token in value.split())
     if name == "style":
         return True  # property-filtered by the CSS sanitizer
     if name == "id":
@@ -311,7 +314,7 @@ def sanitize_markdown_cells(nb: NotebookNode) -> NotebookNode:
     return nb
 
 
-class SanitizeHTML(NbGraderPreprocessor):  # type: ignore[misc]  # nbgrader is untyped
+class SanitizeHTML(NbGraderPreprocessor):
     """Preprocessor form of :func:`sanitize_markdown_cells`, for feedback and formgrader."""
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, Any]:

@@ -95,11 +95,21 @@ def prepare(
     _copy_files(submitted, job.files)
     _copy_files(course.folder("source", ".", assignment), job.files)  # instructor's files win
     job.trusted = release_digests(course.folder("release", ".", assignment))
+    release = course.folder("release", ".", assignment)
     for name, nb in intake.notebooks.items():
         try:
             job.notebooks[name] = sanitize(course, assignment, student, name, nb)
-        except Exception as error:  # nbgrader raises plain exceptions on hostile metadata
-            job.problems[name] = f"{name}.ipynb: cannot restore it from the source: {error}"
+        except Exception as error:  # nbgrader raises plain exceptions on mangled notebooks
+            try:
+                rebuilt = rebuild_from_release(release / f"{name}.ipynb", nb)
+                job.notebooks[name] = sanitize(course, assignment, student, name, rebuilt)
+            except Exception as second:
+                job.problems[name] = f"{name}.ipynb: cannot restore it from the source: {second!r}"
+            else:
+                job.repairs.append(
+                    f"{name}.ipynb: rebuilt from the release with the learner's answers "
+                    f"(nbgrader could not repair it: {error!r})"
+                )
     job.save()
     return job
 
@@ -133,6 +143,26 @@ def _copy_files(source: Path, target: Path) -> None:
             shutil.copyfile(path, target / relative)
 
 
+def rebuild_from_release(release: Path, nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The released notebook with each answer cell replaced by the learner's cell of that id.
+
+    For notebooks nbgrader cannot repair (graded cells deleted or mangled): the learner's own
+    extra cells are dropped, every answer they wrote under its id is kept.
+    """
+    answers: dict[str, str] = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        if isinstance(grade_id, str) and grade_id not in answers:
+            answers[grade_id] = str(cell.get("source", ""))
+    rebuilt: nbformat.NotebookNode = nbformat.read(str(release), as_version=4)
+    for cell in rebuilt.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and meta.get("grade_id") in answers:
+            cell.source = answers[meta["grade_id"]]
+    return rebuilt
+
+
 def restore_flags(nb: nbformat.NotebookNode, gb: Any, notebook: str, assignment: str) -> None:
     """Reset the nbgrader flags and points of every known cell from the gradebook."""
     record = gb.find_notebook(notebook, assignment)
@@ -144,8 +174,7 @@ def restore_flags(nb: nbformat.NotebookNode, gb: Any, notebook: str, assignment:
         meta = cell.get("metadata", {}).get("nbgrader")
         grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
         if not isinstance(grade_id, str) or grade_id not in sources:
-            if isinstance(meta, dict) and grade_id is not None:
-                del meta["grade_id"]  # unknown to the gradebook: an ungraded learner cell
+            cell.metadata.pop("nbgrader", None)  # unknown to the gradebook: a learner's own cell
             continue
         flags = {
             "grade_id": grade_id,

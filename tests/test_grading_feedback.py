@@ -1,0 +1,339 @@
+"""Feedback hides hidden tests and learner HTML is inert, checked with real nbgrader.
+
+A throw-away course in tmp_path: a learner whose answer prints the source notebook (hidden
+tests included) and fails a hidden assert, and whose written answer carries script. nbgrader's
+own feedback leaks both; :func:`feedback_config` leaks neither.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbformat import NotebookNode
+from traitlets.config import Config
+
+from aifkit.grading.feedback import (
+    HIDDEN_PLACEHOLDER,
+    REDACTED,
+    REMOVED,
+    RedactHiddenTests,
+    SanitizeHTML,
+    feedback_config,
+    formgrader_config,
+    remove_hidden_regions,
+    sanitize_html,
+    sanitize_markdown_cells,
+)
+
+HIDDEN = ["assert add(40, 2) == 42", "assert add(-7, 7) == 0"]
+VISIBLE = "assert add(2, 3) == 5"
+TEST_SOURCE = "\n".join([VISIBLE, "### BEGIN HIDDEN TESTS", *HIDDEN, "### END HIDDEN TESTS"])
+XSS = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '<a href="javascript:alert(1)">x</a>',
+]
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def _meta(grade_id: str, **flags: Any) -> dict[str, Any]:
+    base = {"grade": False, "solution": False, "locked": False, "task": False}
+    return {"nbgrader": {"schema_version": 3, "grade_id": grade_id, **base, **flags}}
+
+
+def _code(source: str, grade_id: str | None = None, **flags: Any) -> NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    if grade_id:
+        cell.metadata.update(_meta(grade_id, **flags))
+    return cell
+
+
+def _markdown(source: str, grade_id: str | None = None, **flags: Any) -> NotebookNode:
+    cell = nbformat.v4.new_markdown_cell(source)
+    if grade_id:
+        cell.metadata.update(_meta(grade_id, **flags))
+    return cell
+
+
+def _notebook(cells: list[NotebookNode]) -> NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = KERNELSPEC
+    return nb
+
+
+def _text(page: str) -> str:
+    """What a reader sees in the body: tags removed, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page[page.index("<body") :]))
+
+
+# --- unit tests on hand-built notebooks ------------------------------------------------------
+
+
+def test_hidden_region_becomes_one_placeholder_line() -> None:
+    source = "x = 1\n    ### BEGIN HIDDEN TESTS\n    assert x == 1\n    ### END HIDDEN TESTS\ny"
+    kept, removed = remove_hidden_regions(source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+    assert kept == f"x = 1\n    {HIDDEN_PLACEHOLDER}\ny"
+    assert removed == ["    assert x == 1"]
+
+
+def test_unterminated_hidden_region_runs_to_the_end() -> None:
+    kept, removed = remove_hidden_regions("a\n# BEGIN HIDDEN TESTS\nsecret()\n", "BEGIN", "END")
+    assert "secret" not in kept
+    assert removed == ["secret()", ""]
+
+
+def _error(line: str) -> NotebookNode:
+    colored = f"\x1b[0;32m----> 3\x1b[0m \x1b[38;5;28;01massert\x1b[39;00m {line[7:]}"
+    return nbformat.v4.new_output(
+        "error",
+        ename="AssertionError",
+        evalue="",
+        traceback=["\x1b[0;31mAssertionError\x1b[0m Traceback", colored, "AssertionError: "],
+    )
+
+
+def _redacted(nb: NotebookNode, config: Config | None = None) -> NotebookNode:
+    nb, _ = RedactHiddenTests(config=config or Config()).preprocess(nb, {})
+    return nb
+
+
+def test_failing_hidden_assert_traceback_is_reduced_to_its_exception() -> None:
+    test = _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2)
+    test.outputs = [_error(HIDDEN[0])]
+    nb = _redacted(_notebook([test]))
+    cell = nb.cells[0]
+    assert VISIBLE in cell.source and HIDDEN_PLACEHOLDER in cell.source
+    assert not any(line in cell.source for line in HIDDEN)
+    assert cell.outputs[0].traceback == ["AssertionError  (traceback not shown)"]
+    assert cell.outputs[0].ename == "AssertionError"
+
+
+def test_evalue_is_kept_unless_it_quotes_hidden_source() -> None:
+    test = _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2)
+    kept = nbformat.v4.new_output("error", ename="AssertionError", evalue="expected 42")
+    quoted = nbformat.v4.new_output("error", ename="ValueError", evalue=f"bad: {HIDDEN[1]}")
+    kept.traceback = quoted.traceback = ["..."]
+    test.outputs = [kept, quoted]
+    outputs = _redacted(_notebook([test])).cells[0].outputs
+    assert outputs[0].evalue == "expected 42"
+    assert outputs[0].traceback == ["AssertionError: expected 42  (traceback not shown)"]
+    assert outputs[1].evalue == REDACTED
+
+
+def test_outputs_of_any_cell_quoting_hidden_lines_are_redacted() -> None:
+    test = _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2)
+    learner = _code("print(open('source.ipynb').read())")
+    learner.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=json.dumps(HIDDEN[0] + ' "q"')),
+        nbformat.v4.new_output("stream", name="stderr", text="an honest warning\n"),
+        nbformat.v4.new_output(
+            "display_data", data={"text/html": f"<pre>{html.escape(HIDDEN[1])}</pre>"}
+        ),
+    ]
+    split = _code("print in pieces")
+    split.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=HIDDEN[0][:12]),
+        nbformat.v4.new_output("stream", name="stdout", text=HIDDEN[0][12:] + "\n"),
+    ]
+    nb = _redacted(_notebook([learner, test, split]))
+    out = nb.cells[0].outputs
+    assert out[0].text == REDACTED + "\n"
+    assert out[1].text == "an honest warning\n"
+    assert out[2].data == {"text/plain": REDACTED}
+    assert [o.text for o in nb.cells[2].outputs] == [REDACTED + "\n"] * 2
+
+
+def test_hidden_lines_that_are_short_or_also_visible_are_not_secrets() -> None:
+    source = "x = 10\n### BEGIN HIDDEN TESTS\nx = 10\nok()\n### END HIDDEN TESTS"
+    test = _code(source, "t1", grade=True, locked=True, points=1)
+    learner = _code("print('x = 10; ok()')")
+    learner.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x = 10; ok()\n")]
+    nb = _redacted(_notebook([learner, test]))
+    assert nb.cells[0].outputs[0].text == "x = 10; ok()\n"
+
+
+def test_configured_delimiters_are_honoured() -> None:
+    config = Config()
+    config.ClearHiddenTests.begin_test_delimeter = "BEGIN SECRET"
+    config.ClearHiddenTests.end_test_delimeter = "END SECRET"
+    source = "# BEGIN SECRET\nassert deep_thought() == 42\n# END SECRET"
+    test = _code(source, "t1", grade=True, locked=True, points=1)
+    nb = _redacted(_notebook([test]), config)
+    assert nb.cells[0].source == HIDDEN_PLACEHOLDER
+
+
+def test_markdown_keeps_its_structure_and_loses_its_scripts() -> None:
+    source = "# Title\n\n> quote with $a<b$\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\n" + " ".join(XSS)
+    nb = sanitize_markdown_cells(_notebook([_markdown(source, "essay", solution=True)]))
+    page = nb.cells[0].source
+    for tag in ("<h1", "<blockquote>", "<table>", "<td"):
+        assert tag in page
+    assert "$a&lt;b$" in page
+    assert "\n" not in page  # one HTML block: markdown renders it unchanged
+    for bad in ("<script", "onerror", "javascript:"):
+        assert bad not in page
+
+
+def test_outputs_keep_passive_content_only() -> None:
+    cell = _code("display(...)")
+    table = "<table><thead><tr><th>a</th></tr></thead><tbody><tr><td>1</td></tr></tbody></table>"
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/html": table + XSS[1]}),
+        nbformat.v4.new_output("display_data", data={"application/javascript": "alert(1)"}),
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+            metadata={"image/png": {"width": "1 onerror=alert(1)", "height": 20}},
+        ),
+        nbformat.v4.new_output("display_data", data={"image/png": 'x" onerror="alert(1)'}),
+        nbformat.v4.new_output("display_data", data={"image/svg+xml": "<svg onload=alert(1)/>"}),
+        nbformat.v4.new_output("display_data", data={"text/markdown": XSS[2] + " **b**"}),
+    ]
+    out = sanitize_markdown_cells(_notebook([cell])).cells[0].outputs
+    assert out[0].data["text/html"] == table + "<img>"
+    assert out[1].data == {"text/plain": REMOVED}
+    assert out[2].metadata == {"image/png": {"height": 20}}
+    assert out[3].data == {"text/plain": REMOVED}
+    assert out[4].data == {"text/plain": REMOVED}
+    assert out[5].data == {"text/html": "<p><a>x</a> <strong>b</strong></p>\n"}
+
+
+def test_allow_list_keeps_safe_images_and_links() -> None:
+    png = '<img alt="p" src="data:image/png;base64,iVBORw0KGgo=" width="10">'
+    assert sanitize_html(png) == png
+    assert sanitize_html('<img src="https://e.org/a.png">') == '<img src="https://e.org/a.png">'
+    assert sanitize_html('<img src="data:image/svg+xml;base64,PHN2Zz4=">') == "<img>"
+    assert sanitize_html('<a href="https://e.org" title="t">e</a>') == (
+        '<a href="https://e.org" title="t">e</a>'
+    )
+    assert sanitize_html("<p>a<iframe src=x></iframe><style>*{}</style></p>") == "<p>a</p>"
+    assert sanitize_html('<div class="navbar-fixed-top">x</div>') == "<div>x</div>"
+    kept = '<div class="highlight"><pre><span class="kn">import</span></pre></div>'
+    assert sanitize_html(kept) == kept  # syntax highlighting survives
+
+
+def test_feedback_config_wires_the_preprocessors() -> None:
+    c = feedback_config(Config())
+    names = [p.__name__ for p in c.GenerateFeedback.preprocessors]
+    assert names == ["GetGrades", "RedactHiddenTests", "SanitizeHTML", "CSSHTMLHeaderPreprocessor"]
+    assert c.HTMLExporter.sanitize_html is True
+    assert SanitizeHTML().enabled and RedactHiddenTests().enabled
+
+
+def test_nbconvert_guard_alone_lets_image_metadata_inject_a_handler() -> None:
+    from nbconvert import HTMLExporter
+
+    cell = _code("plot()")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": "iVBORw0KGgo="},
+            metadata={"image/png": {"width": "1 onerror=alert(1)"}},
+        )
+    ]
+    essay = _markdown(XSS[1], "essay", solution=True, grade=True, points=1)
+    guard = Config()
+    guard.HTMLExporter.sanitize_html = True
+    guard.HTMLExporter.template_name = "classic"
+    page, _ = HTMLExporter(config=guard).from_notebook_node(_notebook([cell]))
+    assert 'onerror="alert(1)"' in page  # nbconvert's sanitize_html does not see metadata
+
+    ours = formgrader_config(Config())
+    ours.HTMLExporter.template_name = "classic"
+    page, _ = HTMLExporter(config=ours).from_notebook_node(_notebook([cell, essay]))
+    assert "onerror" not in page and 'width="1"' not in page
+
+
+# --- real nbgrader ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def _venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nbgrader runs `alembic` by subprocess when it creates the gradebook."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def _api(root: Path, extra: Config | None = None) -> Any:
+    from nbgrader.apps import NbGraderAPI
+
+    config = Config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.course_id = "feedback-test"
+    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    config.Execute.timeout = 60
+    config.merge(extra or Config())
+    return NbGraderAPI(config=config)
+
+
+def _ok(result: dict[str, Any]) -> None:
+    assert result["success"], result.get("error", "") + result.get("log", "")
+
+
+@pytest.fixture
+def graded_course(tmp_path: Path, _venv_on_path: None) -> Path:
+    """ps1/p1 generated, and alice's exfiltrating, XSS-carrying submission autograded."""
+    answer = "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION"
+    source = tmp_path / "source" / "ps1" / "p1.ipynb"
+    source.parent.mkdir(parents=True)
+    cells = [
+        _markdown("Implement `add`."),
+        _code(answer, "answer", solution=True),
+        _code("assert add(1, 1) == 2", "test_visible", grade=True, locked=True, points=1),
+        _code(TEST_SOURCE, "test_hidden", grade=True, locked=True, points=2),
+        _markdown("YOUR ANSWER HERE", "essay", solution=True, grade=True, points=1),
+    ]
+    nbformat.write(_notebook(cells), source)
+    _ok(_api(tmp_path).generate_assignment("ps1"))
+
+    submission = nbformat.read(tmp_path / "release" / "ps1" / "p1.ipynb", as_version=4)
+    submission.cells[1].source = (
+        f"print(open({str(source)!r}).read())  # the source holds the hidden tests\n"
+        "def add(a, b):\n    return a + b if a < 10 else 0"
+    )
+    submission.cells[4].source = "Addition is commutative.\n\n" + "\n".join(XSS)
+    target = tmp_path / "submitted" / "alice" / "ps1" / "p1.ipynb"
+    target.parent.mkdir(parents=True)
+    nbformat.write(submission, target)
+    _ok(_api(tmp_path).autograde("ps1", "alice"))
+    return tmp_path
+
+
+def _feedback(root: Path, extra: Config) -> str:
+    _ok(_api(root, extra).generate_feedback("ps1", "alice", force=True))
+    return (root / "feedback" / "alice" / "ps1" / "p1.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_feedback_hides_hidden_tests_and_learner_script(graded_course: Path) -> None:
+    stock = _feedback(graded_course, Config())
+    assert HIDDEN[0] in _text(stock) and 'onerror="alert' in stock  # the threat is real
+
+    guard_only = Config()
+    guard_only.HTMLExporter.sanitize_html = True
+    assert 'onerror="alert' in _feedback(graded_course, guard_only)  # nbconvert's guard alone
+
+    page = _feedback(graded_course, feedback_config(Config()))
+    seen = _text(page)
+    for line in HIDDEN:
+        for form in (line, json.dumps(line)[1:-1], html.escape(line)):
+            assert form not in page and form not in seen
+    assert "add(40" not in seen and "add(-7" not in seen
+    lowered = page.lower()
+    assert "<script>alert" not in lowered
+    assert "javascript:" not in lowered[lowered.index("<body") :]  # bootstrap's CSS names it
+    assert not re.search(r"<[^>]*\son\w+\s*=", lowered)  # no event handler on any tag
+
+    assert "assert add(1, 1) == 2" in seen and VISIBLE in seen
+    assert HIDDEN_PLACEHOLDER in seen
+    assert "return a + b if a < 10 else 0" in seen
+    assert "Addition is commutative." in seen
+    assert "AssertionError" in seen and REDACTED in seen
+    assert "Score: 1.0 / 4.0" in seen

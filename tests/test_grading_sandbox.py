@@ -1,0 +1,179 @@
+"""The sandboxed kernel and the proof secret, without nbgrader and without static inspection.
+
+These show each defence on its own: the proof alone zeroes tests that an in-kernel trick made
+look passed, the sandbox alone blocks files, network and runaway processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from aifkit.grading import sandbox
+from aifkit.grading.execute import run_notebook
+from aifkit.grading.proof import instrument, take
+from aifkit.grading.scoring import score_test
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+LIMITS = sandbox.Limits(cell_timeout_s=6, notebook_timeout_s=60, memory_mb=2048, processes=64)
+
+
+def _run(
+    *sources: str, tests: set[int] | None = None, limits: sandbox.Limits = LIMITS, tmp: Path
+) -> tuple[nbformat.NotebookNode, object]:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    workdir = tmp / "work"
+    workdir.mkdir(exist_ok=True)
+    execution = run_notebook(
+        nb, sandbox=sandbox.Bubblewrap(slot=7), limits=limits, workdir=workdir, tests=tests or set()
+    )
+    return nb, execution
+
+
+def _score(nb: nbformat.NotebookNode, execution: object, index: int, points: float = 1) -> float:
+    run = execution.cells.get(index)  # type: ignore[attr-defined]
+    return score_test(nb.cells[index], run, notebook="t", grade_id="t", max_score=points).score
+
+
+TEST = "assert square(3) == 9"
+
+
+@pytest.mark.parametrize(
+    "trick",
+    [
+        "get_ipython().showtraceback = lambda *a, **k: None",
+        "get_ipython().input_transformers_cleanup.append(lambda lines: [])",
+        "get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])",
+        "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)",
+        "import builtins; builtins.print = lambda *a, **k: None",
+        "get_ipython().events.register('pre_run_cell', lambda info: print('aifkit-proof-' + '0' * 32))",
+    ],
+)
+def test_the_proof_alone_zeroes_in_kernel_tricks(trick: str, tmp_path: Path) -> None:
+    """A wrong answer behind an in-kernel trick scores zero even without inspection."""
+    nb, execution = _run(trick, "def square(x):\n    return 0", TEST, tests={2}, tmp=tmp_path)
+    assert _score(nb, execution, 2) == 0
+
+
+def test_a_passing_test_is_proven_and_the_secret_removed(tmp_path: Path) -> None:
+    nb, execution = _run(
+        "def square(x):\n    return x * x", TEST + "\nprint('ok')", tests={1}, tmp=tmp_path
+    )
+    assert _score(nb, execution, 1) == 1
+    assert "aifkit-proof" not in str(nb.cells[1].outputs)
+    assert "ok" in str(nb.cells[1].outputs)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0.5", 0.5), ("2", 2.0), ("-1", 0.0), ("float('nan')", 0.0), ("'x'", 0.0), ("1000", 0.0)],
+)
+def test_partial_credit_fails_closed(value: str, expected: float, tmp_path: Path) -> None:
+    """Negative, NaN, non-numeric or too large partial credit scores zero, never the maximum."""
+    nb, execution = _run(f"x = 1\n{value}", tests={0}, tmp=tmp_path)
+    assert _score(nb, execution, 0, points=2) == expected
+
+
+def test_sys_exit_and_os_exit_score_zero(tmp_path: Path) -> None:
+    nb, execution = _run(
+        "import sys\nsys.exit(0)", "import os\nos._exit(0)", "1", tests={0, 2}, tmp=tmp_path
+    )
+    assert _score(nb, execution, 0) == 0
+    assert execution.status == "kernel-died"  # type: ignore[attr-defined]
+    assert execution.cells[2].status == "not-run"  # type: ignore[attr-defined]
+
+
+def test_no_network_no_host_files_unprivileged(tmp_path: Path) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cret")
+    secret.chmod(0o644)
+    nb, _ = _run(
+        "import os, socket\n"
+        f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('NET')\n"
+        "except OSError:\n    print('no network')\n"
+        f"print('visible' if os.path.exists({str(secret)!r}) else 'hidden')\n"
+        "print('uid', os.getuid())",
+        tmp=tmp_path,
+    )
+    server.close()
+    text = str(nb.cells[0].outputs)
+    assert "no network" in text and "hidden" in text
+    if os.geteuid() == 0:
+        assert f"uid {sandbox.SANDBOX_UID_BASE + 7}" in text
+
+
+def test_output_flood_is_cut_and_interrupted(tmp_path: Path) -> None:
+    limits = sandbox.Limits(cell_timeout_s=20, notebook_timeout_s=60, output_bytes=200_000)
+    started = time.monotonic()
+    nb, execution = _run(
+        "while True:\n    print('x' * 1000)", "print('after')", limits=limits, tmp=tmp_path
+    )
+    assert execution.cells[0].status == "output-limit"  # type: ignore[attr-defined]
+    assert len(str(nb.cells[0].outputs)) < 250_000
+    assert time.monotonic() - started < 15
+
+
+def test_timeout_then_the_next_cell_still_runs(tmp_path: Path) -> None:
+    nb, execution = _run("import time\ntime.sleep(60)", "print('after')", tmp=tmp_path)
+    assert execution.cells[0].status == "timeout"  # type: ignore[attr-defined]
+    assert "after" in str(nb.cells[1].outputs)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="process limits need a sandbox uid (root grader)")
+def test_fork_bomb_and_daemons_are_contained(tmp_path: Path) -> None:
+    nb, execution = _run(
+        "import subprocess\nsubprocess.Popen(['setsid', 'sleep', '331'], start_new_session=True)",
+        "import os\nn = 0\nwhile n < 10000:\n    try:\n        if os.fork() == 0:\n            import time\n            time.sleep(300)\n        n += 1\n    except OSError:\n        break\nprint('forked', n)",
+        tmp=tmp_path,
+    )
+    text = str(nb.cells[1].outputs)
+    assert "forked" in text and int(text.split("forked ")[1].split("\\")[0].split("'")[0]) < 64
+    time.sleep(0.5)
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                assert b"sleep\x00331" not in (proc / "cmdline").read_bytes()
+                assert proc.stat().st_uid != sandbox.SANDBOX_UID_BASE + 7
+            except FileNotFoundError:
+                continue
+
+
+def test_instrument_keeps_the_last_value() -> None:
+    code = instrument("x = 2\nx + 1", "aifkit-proof-abc")
+    assert code.splitlines()[-2:] == ["print('aifkit-proof-abc')", "__aifkit_test_value__"]
+    outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\naifkit-proof-abc\n")]
+    kept, found = take(outputs, "aifkit-proof-abc")
+    assert found and kept[0].text == "hi\n"
+
+
+def test_apptainer_renders_an_isolated_command(tmp_path: Path) -> None:
+    box = sandbox.Apptainer(image="/images/grader.sif")
+    argv = box.wrap(
+        ["python", "-m", "ipykernel"],
+        workdir=tmp_path,
+        runtime_dir=tmp_path / "rt",
+        env={"HOME": "/home/learner"},
+        limits=sandbox.Limits(memory_mb=1024),
+    )
+    assert argv[:2] == ["prlimit", f"--as={1024 * 2**20}"]
+    for flag in ("--containall", "--cleanenv", "--no-home", "--net"):
+        assert flag in argv
+    assert argv[argv.index("--network") + 1] == "none"
+    assert f"{tmp_path}:{sandbox.INSIDE_WORKDIR}" in argv
+    assert argv[-4:] == ["/images/grader.sif", "python", "-m", "ipykernel"]
+
+
+def test_no_sandbox_warns() -> None:
+    with pytest.warns(UserWarning, match="WITHOUT a sandbox"):
+        sandbox.make("none").check()
+    with pytest.raises(sandbox.SandboxError, match="unknown sandbox"):
+        sandbox.make("docker")
