@@ -177,8 +177,11 @@ def export(root: Path, assignments: tuple[str, ...], output: Path) -> None:
     from aifkit.grading.export import export_csv
 
     course = _run(lambda: _course(root))
-    _run(lambda: export_csv(course.db_url, output, list(assignments) or None))
-    click.echo(f"wrote {output}")
+    source = course.root / course.coursedir.source_directory
+    written = _run(
+        lambda: export_csv(course.db_url, output, list(assignments) or None, source_dir=source)
+    )
+    click.echo("wrote " + ", ".join(str(p) for p in written))
 
 
 @grade.command()
@@ -191,6 +194,6 @@ def report(root: Path, assignment: str, output: Path | None) -> None:
 
     course = _run(lambda: _course(root))
     out = output or course.root / "grading-reports" / assignment
-    written = _run(lambda: write_report(course.root, assignment, out))
-    click.echo(render_report(course.root, assignment))
+    written = _run(lambda: write_report(course.root, assignment, out, db_url=course.db_url))
+    click.echo(render_report(course.root, assignment, db_url=course.db_url))
     click.echo("wrote " + ", ".join(str(p) for p in written))

@@ -11,6 +11,7 @@ never appears in the notebook, and only the grader knows it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -29,7 +30,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
 from aifkit.grading import proof
-from aifkit.grading.sandbox import INSIDE_HOME, Limits, Sandbox
+from aifkit.grading.sandbox import INSIDE_HOME, Limits, Sandbox, claim_slot
 
 CellStatus = Literal["ok", "error", "timeout", "dead", "output-limit", "not-run"]
 INTERRUPT_GRACE_S = 5.0
@@ -101,6 +102,16 @@ def kernel_argv() -> list[str]:
 
 @contextlib.contextmanager
 def _kernel(
+    sandbox: Sandbox, limits: Limits, workdir: Path, threads: int, log_path: Path
+) -> Iterator[tuple[KernelManager, Any]]:
+    with contextlib.ExitStack() as stack:
+        if getattr(sandbox, "uid", None) is not None:  # root grader: a uid of its own
+            slot = stack.enter_context(claim_slot(sandbox.slot))
+            sandbox = dataclasses.replace(sandbox, slot=slot)
+        yield from _kernel_with(sandbox, limits, workdir, threads, log_path)
+
+
+def _kernel_with(
     sandbox: Sandbox, limits: Limits, workdir: Path, threads: int, log_path: Path
 ) -> Iterator[tuple[KernelManager, Any]]:
     runtime = Path(tempfile.mkdtemp(prefix="aifkit-kernel-"))

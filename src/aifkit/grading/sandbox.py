@@ -10,17 +10,22 @@ process-count limit per user and never to root.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import sys
 import sysconfig
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from aifkit.errors import AifkitError
 
-SANDBOX_UID_BASE = 61000  # one unprivileged uid per worker slot: 61000, 61001, ...
+SANDBOX_UID_BASE = 61000  # one unprivileged uid per running kernel: 61000, 61001, ...
+SANDBOX_SLOTS = 256
+SLOT_LOCKS = Path("/run/aifkit-sandbox")  # root-only: one lock file per uid in use
 INSIDE_WORKDIR = "/home/learner/work"  # where the submission's scratch copy appears
 INSIDE_HOME = "/home/learner"
 
@@ -71,6 +76,31 @@ class Limits:
             "--core=0",
             "--",
         ]
+
+
+@contextlib.contextmanager
+def claim_slot(preferred: int = 0) -> Iterator[int]:
+    """Hold a sandbox uid slot no other grader on this machine uses until we are done.
+
+    Every grader process (parallel workers, SLURM tasks on one node, two instructors at once)
+    takes an exclusive lock on its slot, so no two kernels ever share a uid: the uid is what the
+    process limit counts and what the final clean-up kills.
+    """
+    SLOT_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for offset in range(SANDBOX_SLOTS):
+        slot = (preferred + offset) % SANDBOX_SLOTS
+        handle = open(SLOT_LOCKS / f"{slot}.lock", "a+")  # noqa: SIM115 - held until released
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield slot
+        finally:
+            handle.close()  # closing releases the lock
+        return
+    raise SandboxError(f"all {SANDBOX_SLOTS} sandbox uids are in use on this machine")
 
 
 def python_paths() -> list[Path]:
