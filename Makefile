@@ -27,17 +27,19 @@ validate: $(STAMP)
 	$(BIN)/aifkit validate courses --tier $(TIER) --jobs $(JOBS) --report build/validate
 
 test: $(STAMP)
+	scripts/system-deps.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks grading
+	$(BIN)/ruff format --check src tests benchmarks grading
 	$(BIN)/mypy
 	$(BIN)/aifkit nb lint courses
 	$(BIN)/aifkit catalog check courses
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
+	$(BIN)/python benchmarks/autograde.py
 
 clean:
 	rm -rf build .aifkit .pytest_cache .mypy_cache .ruff_cache
