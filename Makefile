@@ -1,6 +1,7 @@
 # aifkit: two commands on a fresh machine.
-#   make validate   the main job (until the hub lands): execute every course notebook at cpu-tiny
+#   make hub        the main job: the local training hub on http://127.0.0.1:8000 (Ctrl-C stops it)
 #   make test       the whole test suite (what CI runs through .ci/run)
+#   make validate   execute every course notebook at cpu-tiny
 # Each target builds or refreshes .venv first; with nothing changed that takes well under 10 s.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ JOBS   ?= 2
 TIER   ?= cpu-tiny
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv validate test lint check bench clean
+.PHONY: venv hub validate test lint check bench clean
 
 venv: $(STAMP)
 
@@ -22,6 +23,9 @@ $(STAMP): requirements.lock pyproject.toml kernels/aifkit/kernel.json
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/aifkit kernels install --sys-prefix
 	@touch $(STAMP)
+
+hub: $(STAMP)
+	$(BIN)/aifkit hub run --config hub-config/local/config.yml
 
 validate: $(STAMP)
 	$(BIN)/aifkit validate courses --tier $(TIER) --jobs $(JOBS) --report build/validate

@@ -362,10 +362,12 @@ def job_status(job_id: str) -> None:
     click.echo(f"{state.job_id} {state.state} exit={state.exit_code} reason={state.reason}")
 
 
-def _register_grading() -> None:
+def _register_groups() -> None:
     from aifkit.grading.commands import grade
+    from aifkit.hub.commands import hub
 
     main.add_command(grade)
+    main.add_command(hub)
 
 
-_register_grading()
+_register_groups()

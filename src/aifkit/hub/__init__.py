@@ -1,0 +1,1 @@
+"""JupyterHub for the course: configuration as data, a pure apply, lint, and the local hub."""

@@ -1,0 +1,222 @@
+"""Turn a ``HubConfig`` into JupyterHub settings: a pure function of the config and its secrets.
+
+``apply(config, c, secrets)`` only assigns traits on ``c``; it reads no file and starts nothing,
+so tests check the resulting settings without a hub. ``hub-config/<profile>/jupyterhub_config.py``
+is three lines: load the YAML, load the secrets, apply.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from aifkit.hub.schema import HubConfig
+
+# What single-user servers keep from the hub's environment. JupyterHub >= 5.2 keeps almost
+# nothing by default and batchspawner jobs then start without PATH (STACK-NOTES).
+ENV_KEEP = [
+    "PATH",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "LD_LIBRARY_PATH",
+    "LANG",
+    "LC_ALL",
+    "JUPYTERHUB_SINGLEUSER_APP",
+]
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+SINGLEUSER_CONFIG = Path(__file__).resolve().parents[3] / "hub-config" / "singleuser"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Values read from mode-600 files by ``secrets.load``; never written into the config."""
+
+    proxy_token: str
+    user_password: str = ""
+    oidc_client_secret: str = ""
+
+
+def ports(config: HubConfig) -> dict[str, int]:
+    """The public port and the internal ones derived from it (proxy API, hub, formgrader)."""
+    public = urlparse(config.bind_url).port or (443 if config.bind_url.startswith("https") else 80)
+    return {
+        "public": public,
+        "proxy_api": public + 1,
+        "hub": public + 2,
+        "formgrader": config.formgrader_port or public + 3,
+    }
+
+
+def singleuser_command() -> list[str]:
+    """Absolute: batch jobs and services must not depend on the PATH they inherit."""
+    return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+
+
+def role_environment(config: HubConfig, role: str) -> dict[str, str]:
+    """The environment of a learner's or instructor's server (and of the formgrader)."""
+    return {
+        "JUPYTER_CONFIG_DIR": str(SINGLEUSER_CONFIG / role),
+        "AIFKIT_COURSE_ID": config.course_id,
+        "AIFKIT_EXCHANGE": str(config.exchange_root),
+        "AIFKIT_COURSE_ROOT": str(config.course),
+        **config.extra_env,
+    }
+
+
+def make_pre_spawn_hook(config: HubConfig) -> Any:
+    """A hook that gives instructors the instructor tools and learners the learner set-up."""
+    instructors = set(config.instructors)
+
+    def pre_spawn_hook(spawner: Any) -> None:
+        groups = {g.name for g in getattr(spawner.user, "groups", [])}
+        role = (
+            "instructor"
+            if spawner.user.name in instructors or "instructors" in groups
+            else "learner"
+        )
+        spawner.environment.update(role_environment(config, role))
+        home = getattr(spawner, "home_dir", None)
+        if home:
+            Path(home).mkdir(parents=True, exist_ok=True)
+
+    return pre_spawn_hook
+
+
+def apply(config: HubConfig, c: Any, secrets: Secrets) -> None:
+    """Set every JupyterHub trait the config determines."""
+    _hub(config, c, secrets)
+    _auth(config, c, secrets)
+    _spawner(config, c)
+    _services(config, c)
+
+
+def _hub(config: HubConfig, c: Any, secrets: Secrets) -> None:
+    state, port = config.state, ports(config)
+    c.JupyterHub.bind_url = config.bind_url
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port['hub']}"
+    c.JupyterHub.db_url = config.db_url or f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(config.path(config.cookie_secret_file))
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.JupyterHub.concurrent_spawn_limit = config.concurrent_spawn_limit
+    c.JupyterHub.cleanup_servers = config.profile == "local"  # factory jobs outlive a restart
+    c.JupyterHub.cleanup_proxy = True
+    c.JupyterHub.allow_named_servers = False
+    c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port['proxy_api']}"
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.ConfigurableHTTPProxy.should_start = True
+    if config.ssl_cert:
+        c.JupyterHub.ssl_cert = config.ssl_cert
+        c.JupyterHub.ssl_key = config.ssl_key
+    c.JupyterHub.load_groups = {
+        "instructors": {"users": list(config.instructors)},
+        "learners": {"users": list(config.learners)},
+    }
+
+
+def _auth(config: HubConfig, c: Any, secrets: Secrets) -> None:
+    c.Authenticator.allow_all = False
+    c.Authenticator.allowed_users = set(config.users)
+    c.Authenticator.admin_users = set()
+    if config.auth == "shared-password":
+        c.JupyterHub.authenticator_class = "shared-password"
+        c.SharedPasswordAuthenticator.user_password = secrets.user_password
+    elif config.auth == "oidc":
+        oidc = config.oidc
+        assert oidc is not None  # schema checked
+        c.JupyterHub.authenticator_class = "generic-oauth"
+        c.GenericOAuthenticator.client_id = oidc.client_id
+        c.GenericOAuthenticator.client_secret = secrets.oidc_client_secret
+        c.GenericOAuthenticator.oauth_callback_url = oidc.callback_url
+        c.GenericOAuthenticator.authorize_url = oidc.authorize_url
+        c.GenericOAuthenticator.token_url = oidc.token_url
+        c.GenericOAuthenticator.userdata_url = oidc.userdata_url
+        c.GenericOAuthenticator.username_claim = oidc.username_claim
+        c.GenericOAuthenticator.scope = list(oidc.scope)
+        if config.allowed_groups:
+            c.GenericOAuthenticator.claim_groups_key = "groups"
+            c.GenericOAuthenticator.allowed_groups = set(config.allowed_groups)
+    else:  # "none": tests only; `aifkit hub check` reports it
+        c.JupyterHub.authenticator_class = "dummy"
+
+
+def _spawner(config: HubConfig, c: Any) -> None:
+    c.Spawner.cmd = singleuser_command()
+    c.Spawner.default_url = "/lab"
+    c.Spawner.env_keep = ENV_KEEP
+    c.Spawner.environment = role_environment(config, "learner")
+    c.Spawner.pre_spawn_hook = make_pre_spawn_hook(config)
+    c.Spawner.start_timeout = config.start_timeout
+    c.Spawner.http_timeout = config.http_timeout
+    if os.geteuid() == 0 and config.spawner == "local":
+        c.Spawner.args = ["--allow-root"]  # the local training hub runs servers as its own user
+    if config.spawner == "local":
+        c.JupyterHub.spawner_class = "simple"
+        c.SimpleLocalProcessSpawner.home_dir_template = str(config.state / "home" / "{username}")
+        return
+    c.JupyterHub.spawner_class = "wrapspawner.ProfilesSpawner"
+    c.BatchSpawnerBase.env_keep = ENV_KEEP
+    c.ProfilesSpawner.profiles = [
+        (
+            p.display,
+            p.key,
+            "aifkit.hub.spawner.FactorySlurmSpawner",
+            {
+                "req_partition": p.partition,
+                "req_nprocs": str(p.cpus),
+                "req_memory": f"{p.memory_gb}G",
+                "req_runtime": p.time,
+                "req_options": " ".join(
+                    o for o in (f"--gres=gpu:{p.gpus}" if p.gpus else "", p.extra) if o
+                ),
+            },
+        )
+        for p in config.profiles
+    ]
+
+
+def _services(config: HubConfig, c: Any) -> None:
+    port = ports(config)
+    course = config.course_id
+    formgrader_args = ["--allow-root"] if os.geteuid() == 0 else []
+    c.JupyterHub.services = [
+        {
+            "name": course,
+            "url": f"http://127.0.0.1:{port['formgrader']}",
+            "command": [*singleuser_command(), *formgrader_args],
+            "cwd": str(config.course),
+            "environment": {
+                **role_environment(config, "instructor"),
+                "JUPYTERHUB_DEFAULT_URL": "/formgrader",
+            },
+            "oauth_no_confirm": True,
+        },
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={config.culler_timeout}",
+                f"--cull-every={config.culler_every}",
+            ],
+        },
+    ]
+    c.JupyterHub.load_roles = [
+        {
+            "name": f"formgrade-{course}",
+            "description": "instructors reach the formgrader service, learners do not",
+            "groups": ["instructors"],
+            "scopes": [f"access:services!service={course}"],
+        },
+        {
+            "name": "idle-culler",
+            "description": "least privilege: list users, read activity, stop idle servers",
+            "services": ["idle-culler"],
+            "scopes": CULLER_SCOPES,
+        },
+    ]

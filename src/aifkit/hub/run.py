@@ -1,0 +1,202 @@
+"""Start the local training hub (`make hub`) and stop everything it started on Ctrl-C.
+
+First start: secrets (mode 600), the configurable-http-proxy from npm when it is not on PATH,
+the course's assignments released to the exchange. Then JupyterHub runs in its own process
+group; on Ctrl-C (or SIGTERM) it is asked to stop (it stops the proxy, the services and every
+server), and whatever is left of the group is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aifkit.hub import secrets
+from aifkit.hub.schema import HubConfig, HubConfigError, load
+
+CHP_VERSION = "5.3.0"
+HEALTH_TIMEOUT_S = 120.0
+STOP_GRACE_S = 30.0
+REPO = Path(__file__).resolve().parents[3]
+
+
+def proxy_bin(config: HubConfig, announce: Callable[[str], None] = print) -> Path:
+    """configurable-http-proxy: from PATH, else installed with npm into the state folder."""
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return Path(found).parent
+    prefix = config.state / "npm"
+    local = prefix / "node_modules" / ".bin"
+    if not (local / "configurable-http-proxy").exists():
+        if shutil.which("npm") is None:
+            raise HubConfigError(
+                "npm is missing: `apt-get install npm` (for configurable-http-proxy)"
+            )
+        announce(f"installing configurable-http-proxy@{CHP_VERSION} with npm into {prefix}")
+        done = subprocess.run(
+            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
+             f"configurable-http-proxy@{CHP_VERSION}"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise HubConfigError(
+                f"npm install configurable-http-proxy failed:\n{done.stderr[-2000:]}"
+            )
+    return local
+
+
+def course_environment(config: HubConfig) -> dict[str, str]:
+    return {"AIFKIT_EXCHANGE": str(config.exchange_root), "AIFKIT_COURSE_ID": config.course_id}
+
+
+def release_course(config: HubConfig, announce: Callable[[str], None] = print) -> list[str]:
+    """Release the configured assignments that are not in the exchange yet; return them."""
+    from traitlets.config import Config
+
+    from aifkit import catalog
+    from aifkit.grading import workflow
+    from aifkit.grading.course import Course
+
+    os.environ.update(course_environment(config))
+    overrides = Config()
+    overrides.CourseDirectory.course_id = config.course_id
+    overrides.Exchange.root = str(config.exchange_root)
+    course = Course.load(config.course, overrides)
+    if config.release == "all":
+        source = config.course / course.coursedir.source_directory
+        wanted = [a.id for a in catalog.load(source).assignments()]
+    else:
+        wanted = list(config.release)
+    outbound = config.exchange_root / config.course_id / "outbound"
+    todo = [a for a in wanted if not (outbound / a).is_dir()]
+    for number, assignment in enumerate(todo, 1):
+        announce(f"releasing {assignment} ({number}/{len(todo)})")
+        workflow.release(course, assignment)
+    return todo
+
+
+@dataclass
+class Hub:
+    """A running hub process and how to reach it."""
+
+    process: subprocess.Popen[bytes]
+    config: HubConfig
+    log: Path
+    created: list[str]  # secrets made at this start: the password is shown only then
+
+    @property
+    def url(self) -> str:
+        return self.config.bind_url.rstrip("/") + "/"
+
+    def wait_healthy(self, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise HubConfigError(f"the hub exited ({self.process.returncode}):\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "hub/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)
+        raise HubConfigError(f"the hub did not answer within {timeout_s:.0f} s:\n{self.tail()}")
+
+    def tail(self, limit: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def stop(self) -> int:
+        """Ask JupyterHub to stop (it stops proxy, services, servers), then kill what is left."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(STOP_GRACE_S)
+        _kill_group(self.process.pid)
+        return self.process.wait()
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def start(config_path: Path, announce: Callable[[str], None] = print) -> Hub:
+    """Set up what is missing and start JupyterHub; returns once it answers /hub/health."""
+    config = load(config_path)
+    created = secrets.ensure(config)
+    for made in created:
+        announce(f"created {made} (mode 600)")
+    config.exchange_root.mkdir(parents=True, exist_ok=True)
+    (config.state / "home").mkdir(parents=True, exist_ok=True)
+    chp = proxy_bin(config, announce)
+    release_course(config, announce)
+    venv_bin = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        **course_environment(config),
+        "PATH": os.pathsep.join([str(venv_bin), str(chp), os.environ.get("PATH", "")]),
+        "AIFKIT_HUB_CONFIG": str(Path(config_path).resolve()),
+    }
+    profile_file = REPO / "hub-config" / config.profile / "jupyterhub_config.py"
+    log = config.state / "jupyterhub.log"
+    with open(log, "ab") as stream:
+        process = subprocess.Popen(
+            [str(venv_bin / "jupyterhub"), "-f", str(profile_file)],
+            cwd=config.state,
+            env=env,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: Ctrl-C here stops all of it
+        )
+    hub = Hub(process, config, log, created)
+    try:
+        hub.wait_healthy()
+    except BaseException:
+        hub.stop()
+        raise
+    return hub
+
+
+def serve(config_path: Path, announce: Callable[[str], None] = print) -> int:
+    """`make hub`: start, say how to log in, wait for Ctrl-C, stop everything."""
+    hub = start(config_path, announce)
+    config = hub.config
+    announce(f"\nThe training hub is up: {hub.url}")
+    if config.auth == "shared-password":
+        password_file = config.path(config.password_file)
+        announce(f"  instructors: {', '.join(config.instructors)}")
+        announce(f"  learners:    {', '.join(config.learners)}")
+        if any(made.startswith("password") for made in hub.created):  # shown once, at creation
+            announce(
+                f"  password:    {secrets.read_private(password_file)}  (saved in {password_file})"
+            )
+        else:
+            announce(f"  password:    in {password_file} (mode 600)")
+    announce(f"  formgrader:  {hub.url}services/{config.course_id}/ (instructors only)")
+    announce(f"  log:         {hub.log}\nCtrl-C stops the hub and everything it started.")
+    stopping = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stopping["now"] and hub.process.poll() is None:
+        time.sleep(0.5)
+    announce("stopping the hub ...")
+    code = hub.stop()
+    announce("stopped.")
+    return 0 if stopping["now"] else code
