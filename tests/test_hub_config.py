@@ -1,0 +1,139 @@
+"""The hub configuration as data, checked without a hub: schema, pure apply, secrets."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from builders import REPO
+from traitlets.config import Config
+
+from aifkit.hub import apply, schema, secrets
+from aifkit.hub.schema import HubConfigError
+
+LOCAL = REPO / "hub-config" / "local" / "config.yml"
+FACTORY = REPO / "hub-config" / "factory" / "config.yml"
+SECRETS = apply.Secrets(proxy_token="p" * 64, user_password="pw-1234567890", oidc_client_secret="c")
+
+
+def _applied(path: Path) -> Config:
+    c = Config()
+    apply.apply(schema.load(path), c, SECRETS)
+    return c
+
+
+def _parse(**changes: Any) -> schema.HubConfig:
+    data = yaml.safe_load(LOCAL.read_text())
+    data.update(changes)
+    return schema.parse(data, source="test.yml", base=REPO)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": "blue"}, "unknown key"),
+        ({"learners": "learner1"}, "a list of names"),
+        ({"start_timeout": "soon"}, "a whole number"),
+        ({"profile": "cloud"}, "local or factory"),
+        ({"auth": "oidc"}, "oidc: section is missing"),
+        ({"spawner": "slurm"}, "at least one entry in profiles"),
+        ({"instructors": []}, "at least one instructor"),
+        ({"learners": ["instructor"]}, "both instructors and learners"),
+        ({"profiles": [{"key": "cpu"}]}, "needs key, display, partition"),
+    ],
+)
+def test_schema_names_the_problem(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(HubConfigError, match=message):
+        _parse(**changes)
+
+
+def test_local_profile_is_least_privilege() -> None:
+    c = _applied(LOCAL)
+    assert c.Authenticator.allow_all is False
+    assert c.Authenticator.allowed_users == {"instructor", "learner1", "learner2", "learner3"}
+    assert c.Authenticator.admin_users == set()
+    assert c.JupyterHub.authenticator_class == "shared-password"
+    assert c.SharedPasswordAuthenticator.user_password == SECRETS.user_password
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8000"
+    assert c.JupyterHub.concurrent_spawn_limit == 10
+    assert c.ConfigurableHTTPProxy.auth_token == SECRETS.proxy_token
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["formgrade-aifkit"]["groups"] == ["instructors"]
+    assert roles["formgrade-aifkit"]["scopes"] == ["access:services!service=aifkit"]
+    assert roles["idle-culler"]["scopes"] == [
+        "list:users",
+        "read:users:activity",
+        "read:servers",
+        "delete:servers",
+    ]
+    assert not any("inherit" in r["scopes"] or "admin:users" in r["scopes"] for r in roles.values())
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["aifkit"]["environment"]["JUPYTERHUB_DEFAULT_URL"] == "/formgrader"
+    assert Path(services["aifkit"]["command"][0]).is_absolute()
+    assert c.JupyterHub.load_groups["instructors"] == {"users": ["instructor"]}
+
+
+def test_servers_get_absolute_commands_and_the_env_keep_fix() -> None:
+    c = _applied(LOCAL)
+    assert c.Spawner.cmd == [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+    assert "PATH" in c.Spawner.env_keep and "VIRTUAL_ENV" in c.Spawner.env_keep
+    assert c.Spawner.default_url == "/lab"
+
+
+@pytest.mark.parametrize(("user", "groups", "role"), [
+    ("learner1", [], "learner"),
+    ("instructor", [], "instructor"),
+    ("ta", ["instructors"], "instructor"),
+])  # fmt: skip
+def test_pre_spawn_hook_picks_the_role_config(
+    user: str, groups: list[str], role: str, tmp_path: Path
+) -> None:
+    hook = _applied(LOCAL).Spawner.pre_spawn_hook
+    spawner = SimpleNamespace(
+        user=SimpleNamespace(name=user, groups=[SimpleNamespace(name=g) for g in groups]),
+        environment={},
+        home_dir=str(tmp_path / user),
+    )
+    hook(spawner)
+    assert spawner.environment["JUPYTER_CONFIG_DIR"].endswith(f"hub-config/singleuser/{role}")
+    assert Path(spawner.home_dir).is_dir()
+
+
+def test_factory_profile_uses_slurm_oidc_https_postgres() -> None:
+    c = _applied(FACTORY)
+    assert c.JupyterHub.spawner_class == "wrapspawner.ProfilesSpawner"
+    profiles = {key: options for _, key, _, options in c.ProfilesSpawner.profiles}
+    assert profiles["gpu"]["req_options"] == "--gres=gpu:1"
+    assert profiles["cpu"] == {
+        "req_partition": "cpu",
+        "req_nprocs": "4",
+        "req_memory": "16G",
+        "req_runtime": "02:00:00",
+        "req_options": "",
+    }
+    assert "PATH" in c.BatchSpawnerBase.env_keep
+    assert c.JupyterHub.authenticator_class == "generic-oauth"
+    assert c.GenericOAuthenticator.username_claim == "preferred_username"
+    assert c.GenericOAuthenticator.allowed_groups == {"aifkit-learners", "aifkit-instructors"}
+    assert c.JupyterHub.ssl_cert.endswith("fullchain.pem")
+    assert c.JupyterHub.db_url.startswith("postgresql://")
+    assert c.JupyterHub.cleanup_servers is False, "learners' jobs outlive a hub restart"
+
+
+def test_secrets_are_made_private_once_and_exposed_ones_refused(tmp_path: Path) -> None:
+    config = _parse(state_dir=str(tmp_path / "state"))
+    made = secrets.ensure(config)
+    assert len(made) == 3 and secrets.ensure(config) == [], "made once, at the first start"
+    for name in ("cookie_secret", "proxy_token", "passwords.txt"):
+        mode = (tmp_path / "state" / "secrets" / name).stat().st_mode
+        assert stat.S_IMODE(mode) == 0o600
+    loaded = secrets.load(config)
+    assert len(loaded.proxy_token) == 64 and len(loaded.user_password) >= 12
+    (tmp_path / "state" / "secrets" / "cookie_secret").chmod(0o644)
+    with pytest.raises(HubConfigError, match="chmod 600"):
+        secrets.load(config)
