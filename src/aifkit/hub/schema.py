@@ -204,4 +204,7 @@ def load(path: Path, *, base: Path | None = None) -> HubConfig:
         raise HubConfigError(f"{path}: cannot read the hub configuration: {error}") from None
     except yaml.YAMLError as error:
         raise HubConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse(data, source=str(path), base=base or path.resolve().parents[2])
+    if base is None:  # hub-config/<profile>/config.yml sits two folders below the repository
+        parents = path.resolve().parents
+        base = parents[2] if len(parents) > 2 else parents[-1]
+    return parse(data, source=str(path), base=base)

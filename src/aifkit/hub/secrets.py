@@ -50,17 +50,34 @@ def ensure(config: HubConfig) -> list[str]:
     return made
 
 
+def _read_for_check(path: Path) -> str:
+    """Under `aifkit hub check`: what the file holds, or a placeholder; check.py judges modes."""
+    from aifkit.hub.check import PLACEHOLDER
+
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return PLACEHOLDER
+
+
 def load(config: HubConfig) -> Secrets:
-    """Every secret the config needs, each from its mode-600 file."""
+    """Every secret the config needs, each from its mode-600 file.
+
+    While `aifkit hub check` loads a configuration (AIFKIT_HUB_CHECK=1) nothing raises and
+    nothing is created: the check reports missing and exposed files itself.
+    """
+    checking = os.environ.get("AIFKIT_HUB_CHECK") == "1"
+    read = _read_for_check if checking else read_private
     password = ""
     if config.auth == "shared-password":
-        password = read_private(config.path(config.password_file))
+        password = read(config.path(config.password_file))
     client_secret = ""
     if config.auth == "oidc" and config.oidc is not None:
-        client_secret = read_private(Path(config.oidc.client_secret_file))
-    read_private(config.path(config.cookie_secret_file))  # JupyterHub reads it; check the mode
+        client_secret = read(Path(config.oidc.client_secret_file))
+    if not checking:
+        read_private(config.path(config.cookie_secret_file))  # JupyterHub reads it: check mode
     return Secrets(
-        proxy_token=read_private(config.path(config.proxy_token_file)),
+        proxy_token=read(config.path(config.proxy_token_file)),
         user_password=password,
         oidc_client_secret=client_secret,
     )
