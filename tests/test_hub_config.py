@@ -100,7 +100,8 @@ def test_pre_spawn_hook_picks_the_role_config(
         home_dir=str(tmp_path / user),
     )
     hook(spawner)
-    assert spawner.environment["JUPYTER_CONFIG_DIR"].endswith(f"hub-config/singleuser/{role}")
+    assert spawner.environment["JUPYTER_CONFIG_PATH"].endswith(f"hub-config/singleuser/{role}")
+    assert "JUPYTER_CONFIG_DIR" not in spawner.environment, "the shared folder is never written"
     assert Path(spawner.home_dir).is_dir()
 
 

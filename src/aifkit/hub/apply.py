@@ -59,7 +59,8 @@ def singleuser_command() -> list[str]:
 def role_environment(config: HubConfig, role: str) -> dict[str, str]:
     """The environment of a learner's or instructor's server (and of the formgrader)."""
     return {
-        "JUPYTER_CONFIG_DIR": str(SINGLEUSER_CONFIG / role),
+        # searched, never written: each user's own settings stay in their ~/.jupyter
+        "JUPYTER_CONFIG_PATH": str(SINGLEUSER_CONFIG / role),
         "AIFKIT_COURSE_ID": config.course_id,
         "AIFKIT_EXCHANGE": str(config.exchange_root),
         "AIFKIT_COURSE_ROOT": str(config.course),
@@ -158,6 +159,10 @@ def _spawner(config: HubConfig, c: Any) -> None:
         c.JupyterHub.spawner_class = "simple"
         c.SimpleLocalProcessSpawner.home_dir_template = str(config.state / "home" / "{username}")
         return
+    # Registers /hub/api/batchspawner, where a job reports its server's port: the hub builds
+    # its handlers before it makes any spawner, so the import cannot wait for the first spawn.
+    import batchspawner.api  # noqa: F401
+
     c.JupyterHub.spawner_class = "wrapspawner.ProfilesSpawner"
     c.BatchSpawnerBase.env_keep = ENV_KEEP
     c.ProfilesSpawner.profiles = [
