@@ -110,6 +110,10 @@ def python_paths() -> list[Path]:
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
     paths.add(Path(sysconfig.get_paths()["purelib"]))
     paths.add(Path(aifkit.__file__).resolve().parents[1])  # src/ of an editable install
+    from aifkit.kernels import kernels_dir
+
+    with contextlib.suppress(Exception):
+        paths.add(kernels_dir())  # the kernelspecs notebooks may list (a04)
     resolved = sorted({p.resolve() for p in paths if p.exists()})
     # keep only outermost folders: binding a parent already shows its children
     return [p for p in resolved if not any(q != p and q in p.parents for q in resolved)]
@@ -191,6 +195,9 @@ def _system_binds() -> list[str]:
             binds += ["--ro-bind", str(path), str(path)]
     for name in ETC_FILES:
         binds += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    cpu = "/sys/devices/system/cpu"  # lscpu and os.sched_getaffinity's neighbours read it (a02)
+    if Path(cpu).is_dir():
+        binds += [*_parents(Path(cpu)), "--ro-bind", cpu, cpu]
     return binds
 
 
