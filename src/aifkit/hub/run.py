@@ -77,6 +77,9 @@ def release_course(config: HubConfig, announce: Callable[[str], None] = print) -
         wanted = [a.id for a in catalog.load(source).assignments()]
     else:
         wanted = list(config.release)
+    with course.gradebook() as gb:  # formgrader lists learners by name, not "None, None"
+        for name in config.learners:
+            gb.update_or_create_student(name)
     outbound = config.exchange_root / config.course_id / "outbound"
     todo = [a for a in wanted if not (outbound / a).is_dir()]
     for number, assignment in enumerate(todo, 1):
