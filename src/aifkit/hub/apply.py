@@ -165,7 +165,7 @@ def _spawner(config: HubConfig, c: Any) -> None:
 
     c.JupyterHub.spawner_class = "wrapspawner.ProfilesSpawner"
     c.BatchSpawnerBase.env_keep = ENV_KEEP
-    c.ProfilesSpawner.profiles = [
+    c.ProfilesSpawner.profiles = profiles = [
         (
             p.display,
             p.key,
@@ -182,6 +182,10 @@ def _spawner(config: HubConfig, c: Any) -> None:
         )
         for p in config.profiles
     ]
+    # A missing or unknown profile would keep wrapspawner's default child, a LocalProcessSpawner
+    # on the hub's own machine: default to the first profile (the spawner refuses unknown ones).
+    c.ProfilesSpawner.child_class = "aifkit.hub.spawner.FactorySlurmSpawner"
+    c.ProfilesSpawner.child_config = dict(profiles[0][3])
 
 
 def _services(config: HubConfig, c: Any) -> None:
@@ -199,6 +203,9 @@ def _services(config: HubConfig, c: Any) -> None:
                 "JUPYTERHUB_DEFAULT_URL": "/formgrader",
             },
             "oauth_no_confirm": True,
+            # JupyterHub 6 gives a managed service 30 s to answer, then the hub exits; the
+            # formgrader is a whole single-user server: it gets the servers' start limit
+            "timeout": config.start_timeout,
         },
         {
             "name": "idle-culler",

@@ -1,0 +1,500 @@
+"""The factory hub against the real SLURM test cluster: learners' servers are SLURM jobs.
+
+One hub (profile factory, shared-password login instead of OIDC, SQLite instead of PostgreSQL)
+serves the module; its spawner is aifkit.hub.spawner.FactorySlurmSpawner behind wrapspawner's
+ProfilesSpawner. Learners are real Unix accounts made by scripts/hub-test-users.sh, and their
+jobs run as them through `sudo -E -u <learner>` (batchspawner's exec prefix). Profiles:
+
+- small:  1 CPU, 1 GB on partition debug: the server starts and the hub reaches it;
+- huge:   4 GPUs on a node with 2: sbatch refuses it;
+- later:  ``--begin=now+3600``: it stays pending past the spawner's own deadline;
+- broken: ``--export=NONE`` (a site default some clusters set): the job gets none of the hub's
+  variables, so batchspawner-singleuser cannot reach the hub and the job ends at once.
+
+The single-user servers run from this repository's venv as the learners. When that venv's
+Python lies under a folder others cannot enter (here /root, mode 700, for a pyenv Python), the
+set-up adds o+x (enter, not list) to that folder for the module and restores the mode after;
+on the factory the venv lives on a shared software path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import re
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+from hub_client import HubSession
+from hub_fixture import LocalHub, free_port_block, make_test_course, record
+
+from aifkit.hub.spawner import FactorySlurmSpawner, sbatch_message, start_deadline
+
+REPO = Path(__file__).resolve().parents[1]
+LEARNERS = ("aifkit-learner1", "aifkit-learner2")
+INSTRUCTOR = "instructor"
+COURSE_ID = "advcourse"
+START_TIMEOUT = 60  # the spawner gives up 5 s earlier (55 s), with its own message
+PROFILES = [
+    {"key": "small", "display": "1 core, 1 GB, 10 min", "partition": "debug", "cpus": 1,
+     "memory_gb": 1, "time": "00:10:00"},
+    {"key": "huge", "display": "4 GPUs", "partition": "debug", "cpus": 1, "memory_gb": 1,
+     "gpus": 4, "time": "00:10:00"},
+    {"key": "later", "display": "starts in an hour", "partition": "debug", "cpus": 1,
+     "memory_gb": 1, "time": "00:10:00", "extra": "--begin=now+3600"},
+    {"key": "broken", "display": "no hub variables", "partition": "debug", "cpus": 1,
+     "memory_gb": 1, "time": "00:10:00", "extra": "--export=NONE"},
+]  # fmt: skip
+WAIT_S = 90.0
+
+
+# -- SLURM and Unix helpers -------------------------------------------------------------------
+
+
+def squeue(*args: str) -> list[list[str]]:
+    """squeue rows (``%i %T %u %j``), split into fields."""
+    out = subprocess.run(
+        ["squeue", "-h", "-o", "%i %T %u %j", *args], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    return [line.split() for line in out.stdout.splitlines() if line.strip()]
+
+
+def live_jobs(user: str) -> list[list[str]]:
+    """The user's jobs that are pending, running or completing."""
+    return squeue("-u", user)
+
+
+def job_state(job_id: str) -> str:
+    rows = squeue("-t", "all", "-j", job_id)
+    return rows[0][1] if rows else "GONE"
+
+
+def wait_no_jobs(user: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while live_jobs(user) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not live_jobs(user), f"{user} still has jobs: {live_jobs(user)}"
+
+
+def run_as(user: str, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sudo", "-u", user, *command], capture_output=True, text=True, timeout=60, cwd="/"
+    )
+
+
+def closed_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` (resolved) that others may not enter."""
+    return [
+        parent
+        for parent in Path(os.path.realpath(path)).parents
+        if not parent.stat().st_mode & stat.S_IXOTH
+    ]
+
+
+# -- the hub ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SlurmHub:
+    """The module's factory hub and how its learners log in."""
+
+    local: LocalHub
+
+    def learner(self, name: str) -> HubSession:
+        return self.local.session(name)
+
+    def restart(self) -> float:
+        """Stop the hub process (jobs outlive it: cleanup_servers is False), start it again."""
+        began = time.monotonic()
+        assert self.local.hub is not None
+        self.local.hub.stop()
+        self.local.hub = None
+        self.local.start()
+        return time.monotonic() - began
+
+
+def hub_test_users(*args: str) -> subprocess.CompletedProcess[str]:
+    """scripts/hub-test-users.sh for this module's learners."""
+    return subprocess.run(
+        [str(REPO / "scripts" / "hub-test-users.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HUB_TEST_USERS": " ".join(LEARNERS)},
+    )
+
+
+@pytest.fixture(scope="module")
+def learners_exist(slurm_cluster: None) -> Iterator[None]:
+    """Real Unix accounts for the learners (and sudo), made by the project's own script."""
+    if os.geteuid() != 0:
+        pytest.skip("creating Unix accounts needs root")
+    made = hub_test_users()
+    assert made.returncode == 0, f"hub-test-users.sh failed:\n{made.stdout}\n{made.stderr}"
+    yield
+    for name in LEARNERS:
+        subprocess.run(["scancel", f"--user={name}"], capture_output=True, timeout=30)
+    for name in LEARNERS:
+        wait_no_jobs(name)
+    removed = hub_test_users("--remove")
+    assert removed.returncode == 0, removed.stderr
+
+
+@pytest.fixture(scope="module")
+def venv_usable_by_learners(learners_exist: None) -> Iterator[None]:
+    """The learners can run this venv's jupyterhub-singleuser (o+x on closed parents if not)."""
+    singleuser = Path(sys.executable).parent / "jupyterhub-singleuser"
+    changed: dict[Path, int] = {}
+    if run_as(LEARNERS[0], str(singleuser), "--version").returncode != 0:
+        for folder in closed_parents(Path(sys.executable)) + closed_parents(singleuser):
+            if folder not in changed:
+                changed[folder] = folder.stat().st_mode
+                folder.chmod(changed[folder] | stat.S_IXOTH)
+    try:
+        check = run_as(LEARNERS[0], str(singleuser), "--version")
+        assert check.returncode == 0, f"learners cannot run {singleuser}: {check.stderr}"
+        yield
+    finally:
+        for folder, mode in changed.items():
+            folder.chmod(stat.S_IMODE(mode))
+
+
+@pytest.fixture(scope="module")
+def slurm_hub(
+    tmp_path_factory: pytest.TempPathFactory, chp_on_path: None, venv_usable_by_learners: None
+) -> Iterator[SlurmHub]:
+    folder = tmp_path_factory.mktemp("slurm-hub")
+    state, course = folder / "state", folder / "course"
+    course.mkdir()
+    make_test_course(course)
+    port = free_port_block()
+    config = {
+        "profile": "factory",
+        "bind_url": f"http://127.0.0.1:{port}",
+        "state_dir": str(state),
+        "auth": "shared-password",
+        "instructors": [INSTRUCTOR],
+        "learners": list(LEARNERS),
+        "spawner": "slurm",
+        "start_timeout": START_TIMEOUT,
+        "http_timeout": 30,
+        "profiles": PROFILES,
+        "course_id": COURSE_ID,
+        "course_root": str(course),
+        "release": ["adv"],
+    }
+    config_path = folder / "config.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    local = LocalHub(config_path=config_path, state=state, course_root=course, port=port)
+    local.start()
+    try:
+        yield SlurmHub(local)
+    finally:
+        for name in LEARNERS:  # the factory hub leaves jobs running when it stops: end them
+            subprocess.run(["scancel", f"--user={name}"], capture_output=True, timeout=30)
+        for name in LEARNERS:
+            wait_no_jobs(name)
+        local.stop()
+
+
+# -- spawning through the hub's REST API, as the spawn page does --------------------------------
+
+
+@dataclass
+class Outcome:
+    ready: bool
+    message: str  # the last event's message: "Server ready at ..." or "Spawn failed: ..."
+    events: list[str]
+    seconds: float
+
+
+def progress_events(user: HubSession, timeout: float) -> list[dict[str, Any]]:
+    """The spawn's progress events (server-sent), until the one that says ready or failed."""
+    events: list[dict[str, Any]] = []
+    with user.api(
+        "GET", f"users/{user.username}/server/progress", stream=True, timeout=timeout
+    ) as reply:
+        assert reply.status_code == 200, reply.text
+        for line in reply.iter_lines(decode_unicode=True):
+            if not line or not line.startswith("data:"):
+                continue
+            event = json.loads(line[len("data:") :])
+            events.append(event)
+            if event.get("ready") or event.get("failed"):
+                break
+    return events
+
+
+def spawn(user: HubSession, profile: str, timeout: float = WAIT_S, **extra: str) -> Outcome:
+    """Start the user's server with ``profile``; what the learner is told in the end.
+
+    A 201 does not always mean ready: JupyterHub 6.1 answers 201 to a slow spawn that follows
+    a failed one (it checks a replaced spawner object). The progress stream always tells.
+    """
+    began = time.monotonic()
+    reply = user.api("POST", f"users/{user.username}/server", json={"profile": profile, **extra})
+    if reply.status_code >= 400:  # failed within the hub's slow-spawn wait: told at once
+        message = reply.json().get("message", reply.text)
+        return Outcome(False, message, [], time.monotonic() - began)
+    assert reply.status_code in (201, 202), reply.text
+    events = progress_events(user, timeout)
+    messages = [str(e.get("message", "")) for e in events]
+    ready = bool(events and events[-1].get("ready"))
+    return Outcome(ready, messages[-1] if messages else "", messages, time.monotonic() - began)
+
+
+def server_gone(user: HubSession, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "" not in user.user_model().get("servers", {}):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{user.username}'s server is still listed: {user.user_model()}")
+
+
+def spawn_page_says(user: HubSession) -> str:
+    """The text of the learner's spawn-pending page after a failed spawn."""
+    page = user.get(f"hub/spawn-pending/{user.username}")
+    return re.sub(r"\s+", " ", page.text)
+
+
+def reaches_server(user: HubSession) -> int:
+    reply = user.server_api("GET", "api/status")
+    return reply.status_code
+
+
+def server_uids(name: str) -> set[int]:
+    """The user ids of the single-user server processes that serve ``name``."""
+    uids = set()
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        try:
+            if "jupyterhub-singleuser" in " ".join(proc.info["cmdline"] or []) and (
+                proc.environ().get("JUPYTERHUB_USER") == name
+            ):
+                uids.add(proc.info["uids"].real)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return uids
+
+
+def one_running_job(name: str) -> str:
+    jobs = live_jobs(name)
+    assert len(jobs) == 1, f"{name} should have exactly one job: {jobs}"
+    job_id, state, owner, job_name = jobs[0]
+    assert (state, owner, job_name) == ("RUNNING", name, f"aifkit-hub-{name}"), jobs
+    return job_id
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_small_profile_runs_as_the_learners_job(slurm_hub: SlurmHub) -> None:
+    """Does the learner's server start as their SLURM job, and does the hub reach it?"""
+    name = LEARNERS[0]
+    user = slurm_hub.learner(name)
+    # user options beyond the profile must not change the job (batchspawner would let them)
+    outcome = spawn(user, "small", partition="nosuch", options="--begin=now+3600")
+    assert outcome.ready, f"{outcome.message}\n{outcome.events}\n{slurm_hub.local.log[-3000:]}"
+    record("slurm spawn to ready", outcome.seconds)
+    assert reaches_server(user) == 200
+    job_id = one_running_job(name)
+    assert server_uids(name) == {pwd.getpwnam(name).pw_uid}, "the server runs as the learner"
+    home = Path("/home") / name
+    log = home / ".aifkit-hub-slurm.log"
+    assert log.stat().st_uid == home.stat().st_uid, "the job's log is the learner's own file"
+    assert f"aifkit-hub: job {job_id} for {name}" in log.read_text()
+    user.stop_server()
+    wait_no_jobs(name)
+    assert job_state(job_id) in ("CANCELLED", "COMPLETED"), job_state(job_id)
+
+
+@pytest.mark.slow
+def test_impossible_profile_is_refused_with_slurms_reason(slurm_hub: SlurmHub) -> None:
+    """Does a request SLURM cannot satisfy fail at once, saying so in SLURM's words?"""
+    name = LEARNERS[1]
+    user = slurm_hub.learner(name)
+    outcome = spawn(user, "huge")
+    record("slurm refused spawn", outcome.seconds)
+    assert not outcome.ready
+    assert "SLURM rejected the request for profile huge" in outcome.message, outcome
+    assert "Requested node configuration is not available" in outcome.message, outcome
+    assert "Pick a smaller profile" in outcome.message
+    assert "SLURM rejected the request for profile huge" in spawn_page_says(user)
+    assert not live_jobs(name)
+    server_gone(user)
+
+
+@pytest.mark.slow
+def test_pending_job_is_cancelled_with_the_queue_reason(slurm_hub: SlurmHub) -> None:
+    """Is a job still queued near start_timeout cancelled, and told with the queue's reason?"""
+    name = LEARNERS[1]
+    user = slurm_hub.learner(name)
+    outcome = spawn(user, "later")
+    record("slurm pending spawn given up", outcome.seconds)
+    assert not outcome.ready
+    match = re.search(
+        r"Your job (\d+) waited (\d+) s in the queue \(reason: (\w+)\)", outcome.message
+    )
+    assert match, outcome
+    job_id, waited, reason = match.groups()
+    assert reason == "BeginTime" and "was cancelled" in outcome.message
+    assert START_TIMEOUT - 10 <= int(waited) < START_TIMEOUT
+    assert outcome.seconds < START_TIMEOUT + 5, "the spawner, not JupyterHub's timeout, gave up"
+    assert any(f"Job {job_id} waits in the SLURM queue (reason: BeginTime)" in e
+               for e in outcome.events), outcome.events  # fmt: skip
+    assert not live_jobs(name)
+    assert job_state(job_id) == "CANCELLED"
+    assert f"Your job {job_id} waited" in spawn_page_says(user)
+    server_gone(user)
+
+
+@pytest.mark.slow
+def test_job_that_dies_is_reported_and_the_next_spawn_works(slurm_hub: SlurmHub) -> None:
+    """Is a job that ends before its server starts reported with its log, and state cleared?"""
+    name = LEARNERS[1]
+    user = slurm_hub.learner(name)
+    outcome = spawn(user, "broken")
+    record("slurm dying spawn reported", outcome.seconds)
+    assert not outcome.ready
+    match = re.search(
+        r"Your job (\d+) ended before the server started \(state (\w+)", outcome.message
+    )
+    assert match, outcome
+    job_id, state = match.groups()
+    assert state in ("FAILED", "COMPLETED"), outcome.message
+    # the log's tail: batchspawner-singleuser, without the hub's address, cannot reach it
+    assert f"its log /home/{name}/.aifkit-hub-slurm.log:" in outcome.message, outcome.message
+    assert "Connection refused" in outcome.message, outcome.message
+    assert outcome.seconds < START_TIMEOUT, "found by the spawner, not by JupyterHub's timeout"
+    server_gone(user)
+    again = spawn(user, "small")
+    assert again.ready, f"{again.message}\n{again.events}"
+    assert reaches_server(user) == 200
+    assert one_running_job(name) != job_id
+    user.stop_server()
+    wait_no_jobs(name)
+
+
+@pytest.mark.slow
+def test_hub_restart_keeps_the_running_job(slurm_hub: SlurmHub) -> None:
+    """After a hub restart, is the same job still the learner's server, with no duplicate?"""
+    name = LEARNERS[0]
+    user = slurm_hub.learner(name)
+    outcome = spawn(user, "small")
+    assert outcome.ready, f"{outcome.message}\n{outcome.events}"
+    job_id = one_running_job(name)
+    seconds = slurm_hub.restart()
+    record("factory hub restart", seconds)
+    assert one_running_job(name) == job_id, "the job survived the restart, alone"
+    user = slurm_hub.learner(name)
+    server = user.user_model()["servers"].get("")
+    assert server and server["ready"], user.user_model()
+    assert reaches_server(user) == 200
+    assert one_running_job(name) == job_id, "no second job was submitted"
+    user.stop_server()
+    wait_no_jobs(name)
+    assert job_state(job_id) in ("CANCELLED", "COMPLETED")
+
+
+@pytest.mark.slow
+def test_hub_restart_while_queued_leaves_no_orphan_job(slurm_hub: SlurmHub) -> None:
+    """A hub restarted while a job is queued: does it find that job and cancel it?"""
+    name = LEARNERS[1]
+    user = slurm_hub.learner(name)
+    reply = user.api("POST", f"users/{name}/server", json={"profile": "later"})
+    assert reply.status_code in (201, 202), reply.text
+    deadline = time.monotonic() + WAIT_S
+    while not live_jobs(name) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    ((job_id, state, *_),) = live_jobs(name)
+    assert state == "PENDING"
+    began = time.monotonic()
+    slurm_hub.restart()  # the job id was stored at submission, not only when start() returns
+    deadline = time.monotonic() + WAIT_S
+    while live_jobs(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    record("queued job cancelled after restart", time.monotonic() - began)
+    assert job_state(job_id) == "CANCELLED", "the restarted hub cancels the job it cannot reach"
+    server_gone(slurm_hub.learner(name))
+
+
+@pytest.mark.slow
+def test_unknown_profile_is_refused_not_run_on_the_hub(slurm_hub: SlurmHub) -> None:
+    """Is a profile name that is not configured refused, rather than run beside the hub?"""
+    name = LEARNERS[1]
+    user = slurm_hub.learner(name)
+    outcome = spawn(user, "bogus")
+    assert not outcome.ready
+    assert (
+        "There is no profile 'bogus'; choose one of small, huge, later, broken" in outcome.message
+    )
+    assert not live_jobs(name)
+    server_gone(user)
+
+
+# -- the spawner without a cluster --------------------------------------------------------------
+
+
+def test_batch_script_runs_the_profile_and_nothing_else() -> None:
+    """Is the job the learner's (name, log, home), exporting the hub's variables only?"""
+    spawner = FactorySlurmSpawner(
+        user=SimpleNamespace(name="ann", url="/user/ann/"),
+        req_homedir="/home/ann",
+        req_keepvars="PATH,JUPYTERHUB_API_TOKEN",
+        req_partition="debug",
+        req_nprocs="1",
+        req_memory="1G",
+        req_runtime="00:10:00",
+        req_options="--gres=gpu:1 --begin=now+3600",
+        cmd=["/venv/bin/jupyterhub-singleuser"],
+    )
+    # what batchspawner passes: the template variables updated with the learner's options
+    posted = {**spawner.get_req_subvars(), "partition": "gpu", "cmd": "/bin/sh -c evil"}
+    script = asyncio.run(spawner._get_batch_script(**posted))
+    sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert sbatch == [
+        "#SBATCH --job-name=aifkit-hub-ann",
+        "#SBATCH --output=/home/ann/.aifkit-hub-slurm.log",
+        "#SBATCH --open-mode=truncate",
+        "#SBATCH --chdir=/home/ann",
+        "#SBATCH --export=PATH,JUPYTERHUB_API_TOKEN",
+        "#SBATCH --partition=debug",
+        "#SBATCH --time=00:10:00",
+        "#SBATCH --mem=1G",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --begin=now+3600",
+    ]
+    singleuser = Path(sys.executable).parent / "batchspawner-singleuser"
+    assert f"srun {singleuser} /venv/bin/jupyterhub-singleuser\n" in script
+    assert "evil" not in script and "--export=ALL" not in script
+
+
+def test_messages_quote_slurm_and_give_up_before_the_hub() -> None:
+    """Is sbatch's complaint kept in one line, and the deadline inside start_timeout?"""
+    stderr = (
+        "sbatch: error: Memory specification can not be satisfied\n"
+        "sbatch: error: Batch job submission failed: Requested node configuration is not available"
+    )
+    assert sbatch_message(stderr) == (
+        "Memory specification can not be satisfied; "
+        "Batch job submission failed: Requested node configuration is not available"
+    )
+    assert sbatch_message("") == "no reason given"
+    assert start_deadline(600, 30) == 570
+    assert start_deadline(60, 5) == 55
+    assert start_deadline(8, 5) == 4  # never less than half of start_timeout
