@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from builders import REPO, answer, build, code, grader_cell
 
-pytest_plugins = ["postgres_fixture"]
+pytest_plugins = ["postgres_fixture", "hub_fixture"]
 
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     p for p in (str(REPO), os.environ.get("JUPYTER_PATH", "")) if p

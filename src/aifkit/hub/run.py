@@ -21,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from aifkit.hub import secrets
 from aifkit.hub.schema import HubConfig, HubConfigError, load
 
 CHP_VERSION = "5.3.0"
 HEALTH_TIMEOUT_S = 120.0
-STOP_GRACE_S = 30.0
+STOP_GRACE_S = 60.0  # JupyterHub stops services and servers one after the other
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -67,7 +69,6 @@ def release_course(config: HubConfig, announce: Callable[[str], None] = print) -
     from aifkit.grading import workflow
     from aifkit.grading.course import Course
 
-    os.environ.update(course_environment(config))
     overrides = Config()
     overrides.CourseDirectory.course_id = config.course_id
     overrides.Exchange.root = str(config.exchange_root)
@@ -101,7 +102,9 @@ class Hub:
     def url(self) -> str:
         return self.config.bind_url.rstrip("/") + "/"
 
-    def wait_healthy(self, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+    def wait_healthy(self, timeout_s: float | None = None) -> None:
+        """Wait for /hub/health; the hub answers only once the formgrader service is up."""
+        timeout_s = timeout_s or max(HEALTH_TIMEOUT_S, self.config.start_timeout + 60.0)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -121,14 +124,37 @@ class Hub:
         except OSError:
             return ""
 
+    def descendants(self) -> list[psutil.Process]:
+        """The proxy, services and servers: JupyterHub starts each in a session of its own."""
+        try:
+            children: list[psutil.Process] = psutil.Process(self.process.pid).children(
+                recursive=True
+            )
+            return children
+        except psutil.Error:
+            return []
+
     def stop(self) -> int:
         """Ask JupyterHub to stop (it stops proxy, services, servers), then kill what is left."""
+        started = self.descendants()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(STOP_GRACE_S)
         _kill_group(self.process.pid)
+        for child in started + _pid_file_process(self.config.state / "proxy.pid"):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
         return self.process.wait()
+
+
+def _pid_file_process(path: Path) -> list[psutil.Process]:
+    """The proxy of a hub that died before it could stop it."""
+    try:
+        process = psutil.Process(int(path.read_text().strip()))
+        return [process] if "configurable-http-proxy" in " ".join(process.cmdline()) else []
+    except (OSError, ValueError, psutil.Error):
+        return []
 
 
 def _kill_group(pgid: int) -> None:
@@ -176,6 +202,15 @@ def start(config_path: Path, announce: Callable[[str], None] = print) -> Hub:
 def serve(config_path: Path, announce: Callable[[str], None] = print) -> int:
     """`make hub`: start, say how to log in, wait for Ctrl-C, stop everything."""
     hub = start(config_path, announce)
+    try:
+        return _announce_and_wait(hub, announce)
+    finally:  # Ctrl-C at any moment, even before the handlers below, stops everything
+        announce("stopping the hub ...")
+        hub.stop()
+        announce("stopped.")
+
+
+def _announce_and_wait(hub: Hub, announce: Callable[[str], None]) -> int:
     config = hub.config
     announce(f"\nThe training hub is up: {hub.url}")
     if config.auth == "shared-password":
@@ -199,7 +234,4 @@ def serve(config_path: Path, announce: Callable[[str], None] = print) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     while not stopping["now"] and hub.process.poll() is None:
         time.sleep(0.5)
-    announce("stopping the hub ...")
-    code = hub.stop()
-    announce("stopped.")
-    return 0 if stopping["now"] else code
+    return 0 if stopping["now"] else (hub.process.returncode or 0)
