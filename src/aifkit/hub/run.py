@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -65,14 +66,27 @@ def release_course(config: HubConfig, announce: Callable[[str], None] = print) -
     """Release the configured assignments that are not in the exchange yet; return them."""
     from traitlets.config import Config
 
-    from aifkit import catalog
-    from aifkit.grading import workflow
     from aifkit.grading.course import Course
 
     overrides = Config()
     overrides.CourseDirectory.course_id = config.course_id
     overrides.Exchange.root = str(config.exchange_root)
-    course = Course.load(config.course, overrides)
+    saved = {k: os.environ.get(k) for k in course_environment(config)}
+    os.environ.update(course_environment(config))  # a course's nbgrader_config.py may read them
+    try:
+        return _release(config, Course.load(config.course, overrides), announce)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _release(config: HubConfig, course: Any, announce: Callable[[str], None]) -> list[str]:
+    from aifkit import catalog
+    from aifkit.grading import workflow
+
     if config.release == "all":
         source = config.course / course.coursedir.source_directory
         wanted = [a.id for a in catalog.load(source).assignments()]
