@@ -80,7 +80,7 @@ def test_local_profile_is_least_privilege() -> None:
 
 def test_servers_get_absolute_commands_and_the_env_keep_fix() -> None:
     c = _applied(LOCAL)
-    assert c.Spawner.cmd == [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+    assert c.Spawner.cmd == [sys.executable, "-m", "aifkit.hub.singleuser"]
     assert "PATH" in c.Spawner.env_keep and "VIRTUAL_ENV" in c.Spawner.env_keep
     assert c.Spawner.default_url == "/lab"
 

@@ -53,7 +53,7 @@ def ports(config: HubConfig) -> dict[str, int]:
 
 def singleuser_command() -> list[str]:
     """Absolute: batch jobs and services must not depend on the PATH they inherit."""
-    return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+    return [sys.executable, "-m", "aifkit.hub.singleuser"]
 
 
 def role_environment(config: HubConfig, role: str) -> dict[str, str]:
