@@ -44,6 +44,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/autograde.py
+	$(BIN)/python benchmarks/hub_load.py
 
 clean:
 	rm -rf build .aifkit .pytest_cache .mypy_cache .ruff_cache
