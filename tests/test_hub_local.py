@@ -310,7 +310,7 @@ def test_aifkit_hub_run_stops_everything_on_ctrl_c(make_hub: HubFactory, tmp_pat
         assert requests.get(hub.url + "hub/health", timeout=10).status_code == 200
         time.sleep(1)  # the signal handlers are installed right after the last line
         process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=150)  # JupyterHub stops services and servers in turn; grace 60 s
+        code = process.wait(timeout=150)  # the hub stops services one by one: grace 60 s
     finally:
         if process.poll() is None:
             process.kill()
