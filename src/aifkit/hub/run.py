@@ -29,7 +29,7 @@ from aifkit.hub.schema import HubConfig, HubConfigError, load
 
 CHP_VERSION = "5.3.0"
 HEALTH_TIMEOUT_S = 120.0
-STOP_GRACE_S = 60.0  # JupyterHub stops services and servers one after the other
+STOP_GRACE_S = 30.0  # then whatever JupyterHub has not stopped yet is killed
 REPO = Path(__file__).resolve().parents[3]
 
 
