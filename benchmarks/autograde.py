@@ -84,7 +84,7 @@ class Watch(threading.Thread):
                 parent = table[parent][0]
             if pid == me:
                 continue
-            if parent == me:
+            if parent == me or pid in self.mine:  # ours stay ours when orphaned at shutdown
                 self.mine.add(pid)
             elif uid in SANDBOX_UIDS:
                 self.graders.add(pid)
