@@ -17,7 +17,6 @@ import os
 import random
 import socket
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import psutil
 import pytest
 import yaml
 from hub_client import HubSession
+from postgres_fixture import fresh_database
 
 COURSE_ID = "advcourse"  # grading_course.make_course files the gradebook under this course id
 INSTRUCTOR = "instructor"
@@ -335,14 +335,5 @@ def hub_database_url(postgres_server: Any) -> Iterator[str]:
 
     Request it before ``make_hub`` so that the hub is stopped before its database goes.
     """
-    name = f"aifkit_hub_{uuid.uuid4().hex[:12]}"
-    admin = postgres_server.connect("postgres")
-    admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}" OWNER aifkit')
-        yield postgres_server.url(name)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_database(postgres_server, "aifkit_hub") as url:
+        yield url

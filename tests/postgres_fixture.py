@@ -11,6 +11,7 @@ psycopg2 is imported lazily, so that a venv without it only skips these tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -113,6 +114,23 @@ def _down() -> None:
     subprocess.run([str(SCRIPTS / "postgres-down.sh")], capture_output=True, text=True, timeout=120)
 
 
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer, prefix: str) -> Iterator[str]:
+    """A new database owned by the aifkit role; its URL, and the database dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = server.connect("postgres")
+    admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}" OWNER {ROLE}')
+        yield server.url(name)
+    finally:
+        # WITH (FORCE): a test that left a connection open must not keep its database alive.
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 @pytest.fixture
 def postgres_gradebook_url(
     postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -123,15 +141,5 @@ def postgres_gradebook_url(
     creates its tables (also in writer processes the test starts).
     """
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    name = f"aifkit_test_{uuid.uuid4().hex[:12]}"
-    admin = postgres_server.connect("postgres")
-    admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}" OWNER {ROLE}')
-        yield postgres_server.url(name)
-    finally:
-        # WITH (FORCE): a test that left a Gradebook open must not keep its database alive.
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_database(postgres_server, "aifkit_test") as url:
+        yield url
