@@ -407,7 +407,7 @@ class Monitor(threading.Thread):
             kind = "proxy"
         elif "ipykernel" in cmdline:
             kind = "kernels"
-        elif "jupyterhub-singleuser" in cmdline:
+        elif "-singleuser" in cmdline:  # aifkit-singleuser, jupyterhub-singleuser
             service = process.environ().get("JUPYTERHUB_SERVICE_NAME")
             kind = "formgrader" if service else "servers"
         elif "jupyterhub_idle_culler" in cmdline:

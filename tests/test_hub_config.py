@@ -80,7 +80,10 @@ def test_local_profile_is_least_privilege() -> None:
 
 def test_servers_get_absolute_commands_and_the_env_keep_fix() -> None:
     c = _applied(LOCAL)
-    assert c.Spawner.cmd == [sys.executable, "-m", "aifkit.hub.singleuser"]
+    (command,) = c.Spawner.cmd
+    assert command == str(Path(sys.executable).parent / "aifkit-singleuser")
+    # batchspawner-singleuser runs it with runpy: it must be a Python script, not a binary
+    assert Path(command).read_text().startswith("#!"), command
     assert "PATH" in c.Spawner.env_keep and "VIRTUAL_ENV" in c.Spawner.env_keep
     assert c.Spawner.default_url == "/lab"
 

@@ -155,8 +155,8 @@ def learners_exist(slurm_cluster: None) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def venv_usable_by_learners(learners_exist: None) -> Iterator[None]:
-    """The learners can run this venv's jupyterhub-singleuser (o+x on closed parents if not)."""
-    singleuser = Path(sys.executable).parent / "jupyterhub-singleuser"
+    """The learners can run this venv's aifkit-singleuser (o+x on closed parents if not)."""
+    singleuser = Path(sys.executable).parent / "aifkit-singleuser"
     changed: dict[Path, int] = {}
     if run_as(LEARNERS[0], str(singleuser), "--version").returncode != 0:
         for folder in closed_parents(Path(sys.executable)) + closed_parents(singleuser):
@@ -281,7 +281,7 @@ def server_uids(name: str) -> set[int]:
     uids = set()
     for proc in psutil.process_iter(["cmdline", "uids"]):
         try:
-            if "jupyterhub-singleuser" in " ".join(proc.info["cmdline"] or []) and (
+            if "aifkit-singleuser" in " ".join(proc.info["cmdline"] or []) and (
                 proc.environ().get("JUPYTERHUB_USER") == name
             ):
                 uids.add(proc.info["uids"].real)

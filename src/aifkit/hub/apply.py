@@ -52,8 +52,11 @@ def ports(config: HubConfig) -> dict[str, int]:
 
 
 def singleuser_command() -> list[str]:
-    """Absolute: batch jobs and services must not depend on the PATH they inherit."""
-    return [sys.executable, "-m", "aifkit.hub.singleuser"]
+    """Absolute: batch jobs and services must not depend on the PATH they inherit.
+
+    A script, not ``python -m``: batchspawner-singleuser runs its first argument with runpy.
+    """
+    return [str(Path(sys.executable).parent / "aifkit-singleuser")]
 
 
 def role_environment(config: HubConfig, role: str) -> dict[str, str]:

@@ -77,7 +77,7 @@ JUPYTERHUB_BIND_URL = "http://:8000"  # JupyterHub's default: every interface
 JUPYTERHUB_COOKIE_FILE = "jupyterhub_cookie_secret"
 CHP_NAMES = ("configurable-http-proxy", "default", "ConfigurableHTTPProxy")
 STUDENT_CODE_COMMANDS = re.compile(
-    r"jupyterhub-singleuser|jupyterhub\.singleuser|aifkit\.hub\.singleuser|jupyter-(lab|notebook|server)"
+    r"(jupyterhub|aifkit)-singleuser|jupyterhub\.singleuser|aifkit\.hub\.singleuser|jupyter-(lab|notebook|server)"
     r"|jupyter(lab)?\s+(lab|notebook|server)|\bnbgrader\b|formgrader"
 )
 CULLER_COMMANDS = re.compile(r"jupyterhub[-_]idle[-_]culler|cull_idle_servers")
