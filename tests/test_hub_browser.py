@@ -47,6 +47,7 @@ SPAWN_TIMEOUT_MS = 240_000  # login -> spawn -> JupyterLab
 LAB_TIMEOUT_MS = 90_000
 KERNEL_TIMEOUT_MS = 120_000  # first kernel start, or nbgrader's validation (runs the notebook)
 ACTION_TIMEOUT_MS = 60_000
+KERNEL_IDLE_STATUS = re.compile(r"\(AI Factory\) \| Idle$")  # the status bar's kernel item
 LEARNER_TOOLS = {"Assignment List"}
 INSTRUCTOR_TOOLS = {"Formgrader", "Formgrader (local)", "Course List", "Create assignment"}
 LOCKED_PLUGINS = (
@@ -199,8 +200,16 @@ def open_notebook_from_panel(page: Any, assignment: str, notebook: str) -> Any:
 
 
 def wait_kernel_idle(page: Any, panel: Any) -> None:
-    indicator = panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-    indicator.wait_for(timeout=KERNEL_TIMEOUT_MS)
+    """Wait until the notebook's kernel is connected and idle, as the status bar says.
+
+    The toolbar's execution indicator starts out 'idle' before any kernel is attached; a cell
+    run then is silently dropped by JupyterLab (seen here: the first Shift+Enter sent nothing).
+    """
+    panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
+        timeout=KERNEL_TIMEOUT_MS
+    )
+    status = page.locator(".jp-StatusBar-Widget").get_by_text(KERNEL_IDLE_STATUS)
+    status.wait_for(timeout=KERNEL_TIMEOUT_MS)
 
 
 def code_cell(page: Any, notebook: Any, source: str) -> Any:
@@ -224,6 +233,9 @@ def run_cell(page: Any, cell: Any) -> Any:
             cell.locator(".jp-InputPrompt", has_text=done).wait_for(timeout=KERNEL_TIMEOUT_MS // 2)
             return cell
         except Exception:
+            # kept as evidence: a retry that is needed every time is a bug, not load
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / f"run-cell-retried-{time.time():.0f}.png"))
             if attempt == 2:
                 raise
     return cell
