@@ -14,9 +14,9 @@ harness itself failed (the hub did not start, a process was left behind).
 
 Spawn limit, the trade-off. JupyterHub answers a spawn request with 429 while
 ``concurrent_spawn_limit`` spawns are pending, with a Retry-After of 30-60 s
-(``spawn_throttle_retry_range``). Starting a jupyterhub-singleuser server is CPU-bound (about
-6 s of CPU on this 2-core machine, half of it jsonschema importing rfc3987_syntax; see
-``--hide-rfc3987-syntax``), so the limit only decides who waits where. A low limit keeps the
+(``spawn_throttle_retry_range``). Starting a single-user server is CPU-bound (about 3 s of CPU
+on this 2-core machine; 6 s before ``aifkit-singleuser`` skipped jsonschema's rfc3987_syntax
+import), so the limit only decides who waits where. A low limit keeps the
 cores for the spawns already started, each finishes soon, and the learners past the limit
 wait in 429 retries (limit 4: accepted spawns ready in 25 s p95, 381 retries). A high limit
 refuses nobody, but every pending spawn shares the cores, all get slow together and those
@@ -30,7 +30,7 @@ gives up after ``--give-up`` seconds; spawn latency counts from the learner's fi
 retries included, and retries are counted apart from failures.
 
 Usage: python benchmarks/hub_load.py [--learners 50] [--ramp 60] [--port 18300]
-       [--spawn-limit 10] [--hold 0] [--hide-rfc3987-syntax] [--keep]   (--help: all)
+       [--spawn-limit 10] [--hold 0] [--keep]   (--help: all)
 """
 
 from __future__ import annotations
@@ -110,7 +110,6 @@ class Options:
     give_up: float
     honour_retry_after: bool
     hold: float
-    hide_rfc3987_syntax: bool = False
     keep: bool = False
 
 
@@ -202,7 +201,8 @@ class Learner:
             url, headers=self._hub_headers(), stream=True, timeout=(HTTP_TIMEOUT_S, deadline)
         ) as reply:
             self._check("spawn progress", reply, 200)
-            for line in reply.iter_lines(decode_unicode=True):
+            for raw in reply.iter_lines(decode_unicode=True):
+                line = raw.decode() if isinstance(raw, bytes) else raw
                 if not line or not line.startswith("data:"):
                     continue
                 event = json.loads(line[5:])
@@ -505,20 +505,6 @@ def write_config(work: Path, options: Options) -> Path:
         course_root=str(course),
         release=[],
     )
-    if options.hide_rfc3987_syntax:
-        # An experiment, not a fix: jsonschema builds ~35 Lark parsers when it imports
-        # rfc3987_syntax (only for the "iri" formats no Jupyter schema uses), ~2.5 s of CPU
-        # in every server start. A module that raises ImportError makes jsonschema skip it.
-        shim = work / "shim"
-        shim.mkdir()
-        (shim / "rfc3987_syntax.py").write_text(
-            'raise ImportError("hidden by benchmarks/hub_load.py")\n', encoding="utf-8"
-        )
-        extra = dict(data.get("extra_env") or {})
-        extra["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(shim), os.environ.get("PYTHONPATH", "")) if p
-        )
-        data["extra_env"] = extra
     path = work / "hub" / "config.yml"  # schema.load takes the base from parents[2]
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -574,9 +560,7 @@ def report(
         f"hub load: {options.learners} learners over a {options.ramp:.0f} s ramp, "
         f"concurrent_spawn_limit {options.spawn_limit}, start_timeout {options.start_timeout} s, "
         f"http_timeout {options.http_timeout} s, "
-        f"{cpus} CPUs"
-        + (", hold " + f"{options.hold:.0f} s" if options.hold else "")
-        + (", rfc3987_syntax hidden (experiment)" if options.hide_rfc3987_syntax else ""),
+        f"{cpus} CPUs" + (", hold " + f"{options.hold:.0f} s" if options.hold else ""),
         "",
         f"{'learners':<26}{len(outcomes)}",
         f"{'failures':<26}{len(failures):<22}target {TARGET_FAILURES}  "
@@ -677,11 +661,6 @@ def parse(argv: list[str]) -> Options:
         help="on 429 wait the hub's Retry-After (30-60 s) instead of a capped backoff",
     )
     parser.add_argument("--hold", type=float, default=0.0, help="keep each server S s after")
-    parser.add_argument(
-        "--hide-rfc3987-syntax",
-        action="store_true",
-        help="experiment: servers start without rfc3987_syntax (jsonschema's slow IRI check)",
-    )
     parser.add_argument("--keep", action="store_true", help="keep the state folder and logs")
     parsed = parser.parse_args(argv)
     if parsed.learners < 1:
@@ -696,7 +675,6 @@ def parse(argv: list[str]) -> Options:
         give_up=parsed.give_up,
         honour_retry_after=parsed.honour_retry_after,
         hold=parsed.hold,
-        hide_rfc3987_syntax=parsed.hide_rfc3987_syntax,
         keep=parsed.keep,
     )
 
