@@ -10,9 +10,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.aifkit-installed
 JOBS   ?= 2
 TIER   ?= cpu-tiny
+GPU_TIER ?= gpu
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv hub validate test lint check bench clean
+.PHONY: venv hub validate validate-gpu test lint check bench clean
 
 venv: $(STAMP)
 
@@ -29,6 +30,9 @@ hub: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/aifkit validate courses --tier $(TIER) --jobs $(JOBS) --report build/validate
+
+validate-gpu: $(STAMP)
+	PYTHON=$(BIN)/python scripts/gpu-validate.sh $(GPU_TIER)
 
 test: $(STAMP)
 	scripts/system-deps.sh

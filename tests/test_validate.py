@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -94,6 +96,25 @@ def test_executed_notebook_and_reports_are_kept(write_nb, tmp_path: Path) -> Non
     assert (
         "PASSED" in text and "FAILED" in text and "cell-error" in text and "2 notebook(s)" in text
     )
+
+
+def test_measured_figures_are_reported(write_nb, tmp_path: Path) -> None:
+    """Do AIFKIT_<NAME>=<value> lines on stdout reach the outcome, report.json and the table?"""
+    measuring = write_nb(
+        "measuring",
+        [
+            code('print("warm-up")\nprint("AIFKIT_DEMO_THROUGHPUT=10.0")'),
+            code("import sys\nprint('AIFKIT_ON_STDERR=1', file=sys.stderr)"),
+            code('print(f"AIFKIT_DEMO_THROUGHPUT={6 * 7:.1f}")  # the last one wins'),
+            code('print("not AIFKIT_INLINE=2, nor AIFKIT_lower=3")'),
+        ],
+    )
+    (outcome,) = run([measuring], tmp_path)
+    assert outcome.status == "passed", outcome
+    assert outcome.figures == {"AIFKIT_DEMO_THROUGHPUT": "42.0"}
+    paths = report.write([outcome], tmp_path / "report")
+    assert json.loads(paths["json"].read_text())["notebooks"][0]["figures"] == outcome.figures
+    assert "measuring.ipynb  AIFKIT_DEMO_THROUGHPUT=42.0" in paths["table"].read_text()
 
 
 def test_cache_skips_unchanged_and_notices_changes(write_nb, tmp_path: Path) -> None:
@@ -223,3 +244,30 @@ def test_parallel_kernels_share_the_cores() -> None:
     assert kernel_environment(2, {})["AIFKIT_THREADS"] == str(max(1, cpus // 2))
     assert kernel_environment(64, {})["AIFKIT_THREADS"] == "1"
     assert kernel_environment(2, {"AIFKIT_THREADS": "7"})["AIFKIT_THREADS"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("tier", "status", "message"),
+    [
+        ("gpu", 1, "tier gpu needs 1 CUDA GPU(s)"),
+        ("multi-gpu", 1, "tier multi-gpu needs 2 CUDA GPU(s)"),
+        ("tpu", 2, "tier must be gpu or multi-gpu"),
+    ],
+)
+def test_gpu_validation_refuses_to_run_gpu_sizes_on_the_cpu(
+    tier: str, status: int, message: str
+) -> None:
+    """Does scripts/gpu-validate.sh stop, with the fix, where no CUDA GPU would run the tier?"""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the script would validate for real")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu-validate.sh"
+    done = subprocess.run(
+        [str(script), tier],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == status, done
+    assert message in done.stderr, done.stderr

@@ -48,6 +48,10 @@ def table(outcomes: Sequence[Outcome]) -> str:
     lines += [
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
+    measured = [(o.notebook, name, value) for o in outcomes for name, value in o.figures.items()]
+    if measured:
+        lines += ["", "figures the notebooks measured:"]
+        lines += [f"  {notebook}  {name}={value}" for notebook, name, value in measured]
     for outcome in outcomes:
         if outcome.traceback:
             lines += ["", f"--- {outcome.notebook} ({outcome.kind})", outcome.traceback]

@@ -20,6 +20,7 @@ from aifkit import catalog as catalog_mod
 from aifkit import tiers
 from aifkit.errors import CatalogError, NotebookError
 from aifkit.notebooks import execute, reading
+from aifkit.notebooks.figures import figures_of
 from aifkit.notebooks.fingerprint import find_root, fingerprint
 from aifkit.notebooks.state import State
 
@@ -46,6 +47,7 @@ class Outcome:
     traceback: str = ""
     attempts: int = 0
     output: str = ""
+    figures: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -226,6 +228,7 @@ def _run(plan: Plan, recorded_min: float | None) -> Outcome:
         traceback=run.traceback,
         attempts=attempts,
         output=str(plan.job.output),
+        figures=figures_of(plan.job.output),
     )
 
 
