@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import nbformat
+import psutil
 import pytest
 import requests
 from grading_course import ASSIGNMENT, AUTOGRADED_POINTS, gradebook_scores, with_answers
@@ -320,3 +321,39 @@ def test_aifkit_hub_run_stops_everything_on_ctrl_c(make_hub: HubFactory, tmp_pat
     assert code == 0, seen
     assert any("stopped." in line for line in seen), seen
     hub.assert_no_leftovers()
+
+
+def _ignores_sigint(pid: int) -> bool:
+    """Does process ``pid`` ignore SIGINT (its SigIgn mask in /proc)?"""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+def test_hub_started_in_the_background_still_stops_cleanly(
+    make_hub: HubFactory, tmp_path: Path
+) -> None:
+    """A background shell starts commands with SIGINT ignored: the hub must not inherit that.
+
+    JupyterHub stops services and servers with SIGINT, then waits 10 s each before SIGTERM; a hub
+    that inherited the ignoring ran into the stop grace and was killed, every time.
+    """
+    from aifkit.hub.run import STOP_GRACE_S
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `make hub &` in a script
+    try:
+        hub = make_hub(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert hub.hub is not None
+    processes = [hub.hub.process.pid, *(p.pid for p in hub.hub.descendants())]
+    commands = {pid: " ".join(psutil.Process(pid).cmdline()) for pid in processes}
+    assert any("aifkit-singleuser" in command for command in commands.values()), commands
+    ignoring = [commands[pid] for pid in processes if _ignores_sigint(pid)]
+    assert not ignoring, f"these processes of the hub ignore SIGINT: {ignoring}"
+    began = time.monotonic()
+    code = hub.stop()
+    seconds = time.monotonic() - began
+    assert code == 0, f"the hub was killed after {seconds:.1f} s instead of stopping (code {code})"
+    assert seconds < STOP_GRACE_S / 2, f"the hub took {seconds:.1f} s to stop"

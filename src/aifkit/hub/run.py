@@ -171,6 +171,18 @@ def _pid_file_process(path: Path) -> list[psutil.Process]:
         return []
 
 
+def _default_interrupt_signals() -> None:
+    """In the hub's process, before exec: SIGINT and SIGQUIT back to their default actions.
+
+    A shell starts a background command (``make hub &`` in a script, ``nohup ... &``) with both
+    ignored, and the ignoring is inherited through exec. JupyterHub stops its services and the
+    learners' servers with SIGINT first and waits 10 s for each before SIGTERM; with SIGINT
+    ignored every stop ran into the 30 s grace and was killed (seen in CI-like runs).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -203,6 +215,7 @@ def start(config_path: Path, announce: Callable[[str], None] = print) -> Hub:
             stdout=stream,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: Ctrl-C here stops all of it
+            preexec_fn=_default_interrupt_signals,  # two signal() calls, nothing else
         )
     hub = Hub(process, config, log, created)
     try:
