@@ -150,12 +150,17 @@ class HubSession:
         reply = self.api("DELETE", f"users/{self.username}/server")
         if reply.status_code not in (202, 204):
             raise HubError(f"stopping {self.username}'s server: {reply.status_code} {reply.text}")
+        if not self.wait_server_gone(timeout):
+            raise HubError(f"{self.username}'s server did not stop within {timeout:.0f} s")
+
+    def wait_server_gone(self, timeout: float) -> bool:
+        """Wait until the hub no longer lists this user's server; False if it still does."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "" not in self.user_model().get("servers", {}):
-                return
+                return True
             time.sleep(0.25)
-        raise HubError(f"{self.username}'s server did not stop within {timeout:.0f} s")
+        return False
 
     # -- the user's server --------------------------------------------------------------------
 

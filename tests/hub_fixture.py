@@ -168,17 +168,8 @@ class LocalHub:
     def start(self) -> None:
         from aifkit.hub import run
 
-        kept = {k: os.environ.get(k) for k in ("AIFKIT_EXCHANGE", "AIFKIT_COURSE_ID")}
         began = time.monotonic()
-        try:
-            self.hub = run.start(self.config_path, announce=lambda line: None)
-        finally:
-            # run.release_course exports the hub's exchange into this process: undo that
-            for key, value in kept.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        self.hub = run.start(self.config_path, announce=lambda line: None)
         seconds = time.monotonic() - began
         self.start_seconds.append(seconds)
         record("hub start", seconds)

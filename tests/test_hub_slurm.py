@@ -257,12 +257,8 @@ def spawn(user: HubSession, profile: str, timeout: float = WAIT_S, **extra: str)
 
 
 def server_gone(user: HubSession, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if "" not in user.user_model().get("servers", {}):
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{user.username}'s server is still listed: {user.user_model()}")
+    if not user.wait_server_gone(timeout):
+        raise AssertionError(f"{user.username}'s server is still listed: {user.user_model()}")
 
 
 def spawn_page_says(user: HubSession) -> str:
