@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aifkit import datasets
+from aifkit.course import datasets
 
 
 def test_every_bundled_file_is_listed_and_intact() -> None:

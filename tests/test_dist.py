@@ -1,4 +1,4 @@
-"""aifkit.dist.run_local: real gloo process groups on local CPU processes, failing fast."""
+"""aifkit.course.dist.run_local: real gloo process groups on local CPU processes, failing fast."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from aifkit.dist import DistError, launch, run_local
+from aifkit.course.dist import DistError, launch, run_local
 
 
 def all_reduce_sum(rank: int, world_size: int) -> float:
@@ -85,7 +85,7 @@ def test_tensors_come_back_by_value() -> None:
 
 def test_the_cause_is_reported_not_the_peer_that_lost_it() -> None:
     """When ranks fail together, is the rank that raised reported rather than its waiting peer?"""
-    from aifkit.dist import _first_failure
+    from aifkit.course.dist import _first_failure
 
     error = _first_failure(
         {0: "DistBackendError: Connection closed by peer", 1: "ValueError: boom"}, 2

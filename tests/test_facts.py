@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aifkit import facts
+from aifkit.course import facts
 from aifkit.errors import AifkitError, FactsError
 
 ALL = facts.all_facts()

@@ -14,8 +14,8 @@ import pytest
 from builders import REPO
 from click.testing import CliRunner
 
-from aifkit import jobs, site
 from aifkit.cli import main
+from aifkit.course import jobs, site
 
 LOCAL = site.load("local")
 FACTORY = site.load("factory-example")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aifkit import site
+from aifkit.course import site
 
 
 def test_shipped_profiles_load() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aifkit import tiers
+from aifkit.course import tiers
 from aifkit.errors import TierError
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from aifkit.course.tiers import TIERS
 from aifkit.errors import CatalogError
-from aifkit.tiers import TIERS
 
 CATALOG_NAME = "catalog.yml"
 SCHEMA_VERSION = 1

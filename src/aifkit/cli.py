@@ -9,7 +9,8 @@ from typing import Any
 import click
 import yaml
 
-from aifkit import __version__, tiers
+from aifkit import __version__
+from aifkit.course import tiers
 from aifkit.errors import AifkitError
 
 COURSES = Path("courses")
@@ -295,7 +296,7 @@ def _spec(
     job_name: str,
     log_dir: str,
 ) -> tuple[Any, Any]:
-    from aifkit import jobs, site
+    from aifkit.course import jobs, site
 
     loaded = site.load(site_name)
     spec = jobs.spec_for_tier(
@@ -315,7 +316,7 @@ def _spec(
 @_job_options
 def job_render(**kwargs: Any) -> None:
     """Print the sbatch script that runs COMMAND with torchrun at a tier on the site."""
-    from aifkit import jobs
+    from aifkit.course import jobs
 
     try:
         spec, loaded = _spec(**kwargs)
@@ -335,7 +336,7 @@ def job_render(**kwargs: Any) -> None:
 @click.option("--wait", is_flag=True, help="Wait for the job to end (sbatch --wait).")
 def job_submit(workdir: Path, wait: bool, **kwargs: Any) -> None:
     """Render and submit; print the job id (and its final state with --wait)."""
-    from aifkit import jobs
+    from aifkit.course import jobs
 
     try:
         spec, loaded = _spec(**kwargs)
@@ -353,7 +354,7 @@ def job_submit(workdir: Path, wait: bool, **kwargs: Any) -> None:
 @click.argument("job_id")
 def job_status(job_id: str) -> None:
     """State, exit code and reason of a job."""
-    from aifkit import jobs
+    from aifkit.course import jobs
 
     try:
         state = jobs.status(job_id)

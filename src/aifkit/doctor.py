@@ -20,7 +20,8 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
-from aifkit import kernels, launcher, tiers
+from aifkit import kernels, launcher
+from aifkit.course import tiers
 from aifkit.errors import AifkitError
 
 OK, WARN, FAIL = "ok", "warn", "fail"

@@ -16,9 +16,9 @@ from typing import Any
 
 import nbformat
 
+from aifkit.course.tiers import TIERS
 from aifkit.errors import NotebookError
 from aifkit.notebooks import reading
-from aifkit.tiers import TIERS
 
 MAX_BYTES = 1024 * 1024
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aifkit import catalog as catalog_mod
-from aifkit import tiers
+from aifkit.course import tiers
 from aifkit.errors import CatalogError, NotebookError
 from aifkit.notebooks import execute, reading
 from aifkit.notebooks.figures import figures_of

@@ -19,7 +19,7 @@ import yaml
 
 from aifkit.errors import AifkitError
 
-SITES_DIR = Path(__file__).parent / "data" / "sites"
+SITES_DIR = Path(__file__).parent.parent / "data" / "sites"
 DEFAULT_SITE = "local"
 ENV_SITE = "AIFKIT_SITE"
 _SITE_KEYS = {

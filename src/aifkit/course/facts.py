@@ -2,7 +2,7 @@
 
 Notebooks never write ``989e12`` or ``2100`` themselves; they ask this module::
 
-    from aifkit import facts
+    from aifkit.course import facts
     peak = facts.value("h100_bf16_dense")          # 9.89e14 (FLOP/s)
     gpus = facts.get("factory_accelerators")        # Fact(name=..., value=2100.0, unit=..., ...)
     print(facts.describe("factory_accelerators", "h100_bf16_dense"))
@@ -185,7 +185,7 @@ def get(name: str) -> Fact:
     containing = [known_name for known_name in sorted(known) if query and query in known_name]
     similar = difflib.get_close_matches(query, list(known), n=5, cutoff=0.5)
     close = list(dict.fromkeys(containing + similar))[:5]
-    hint = f"did you mean {', '.join(close)}?" if close else "see aifkit.facts.names()"
+    hint = f"did you mean {', '.join(close)}?" if close else "see aifkit.course.facts.names()"
     raise FactsError(f"unknown fact {name!r}: {hint} (facts live in {data_path()})")
 
 

@@ -3,7 +3,7 @@
 Sample outputs of tools (``lscpu``, ``nvidia-smi``, ``squeue``...) and small data files live in
 ``aifkit/data/samples/``; ``SHA256SUMS`` there lists every file's checksum. ``sample_path``
 refuses a file whose bytes no longer match, so a corrupted install fails loudly, not subtly.
-Record a new file with ``python -m aifkit.datasets --update``.
+Record a new file with ``python -m aifkit.course.datasets --update``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aifkit.errors import AifkitError
 
-SAMPLES_DIR = Path(__file__).parent / "data" / "samples"
+SAMPLES_DIR = Path(__file__).parent.parent / "data" / "samples"
 MANIFEST = SAMPLES_DIR / "SHA256SUMS"
 
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
 
-from aifkit import site as site_mod
-from aifkit import tiers
+from aifkit.course import site as site_mod
+from aifkit.course import tiers
 from aifkit.errors import AifkitError
 
-TEMPLATE = Path(__file__).parent / "data" / "templates" / "torchrun.sbatch"
+TEMPLATE = Path(__file__).parent.parent / "data" / "templates" / "torchrun.sbatch"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

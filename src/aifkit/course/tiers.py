@@ -51,7 +51,7 @@ def _torch_gpu_count() -> int:
     """GPUs torch can use; 0 when torch is missing or was built without CUDA.
 
     ``device_count`` asks NVML first and, unlike ``is_available``, does not initialise CUDA in
-    this process, so processes forked later (aifkit.dist ranks) can still use their GPU.
+    this process, so processes forked later (aifkit.course.dist ranks) can still use their GPU.
     """
     try:
         import torch
