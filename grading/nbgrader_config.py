@@ -22,5 +22,7 @@ if os.environ.get("AIFKIT_GRADEBOOK_URL"):
     c.CourseDirectory.db_url = os.environ["AIFKIT_GRADEBOOK_URL"]
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]
 c.Exchange.root = os.environ.get("AIFKIT_EXCHANGE", "/srv/nbgrader/exchange")
-c.Execute.timeout = 120
+# Grading limits (memory, CPU, processes, cell and notebook timeouts, output): defaults and help in
+# src/aifkit/grading/limits.py; set one for this course here, e.g.
+# c.SandboxedExecute.cell_timeout = 300
 configure(c)

@@ -21,9 +21,9 @@ from aifkit.grading import records
 from aifkit.grading import sandbox as sandboxes
 from aifkit.grading.commit import commit
 from aifkit.grading.course import Course, GradingError
+from aifkit.grading.limits import Limits
 from aifkit.grading.prepare import Job, assignment_specs, prepare
 from aifkit.grading.records import SubmissionResult
-from aifkit.grading.sandbox import Limits
 from aifkit.grading.worker import Outcome, grade
 
 WORK_DIRECTORY = ".aifkit-grading"  # job folders, under the course root (shared with SLURM nodes)
@@ -33,7 +33,7 @@ WORK_DIRECTORY = ".aifkit-grading"  # job folders, under the course root (shared
 class Options:
     jobs: int = 1
     sandbox: str = "bubblewrap"
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits)  # a course's own: ``course.limits()``
     students: list[str] | None = None  # None: every submitted student
     retry_failed: bool = False  # only students whose last record is an error, timeout or death
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from aifkit.errors import AifkitError
+from aifkit.grading.limits import SETTINGS
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _course(root: Path) -> Any:
@@ -40,6 +43,20 @@ root_option = click.option(
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Course root holding nbgrader_config.py [env: AIFKIT_COURSE_ROOT].",
 )
+
+
+def limit_options(command: F) -> F:
+    """A flag per grading limit (``--cell-timeout`` ...); one not given keeps the course's value."""
+    for setting in reversed(SETTINGS):
+        command = click.option(
+            setting.flag,
+            setting.name,
+            type=setting.kind,
+            default=None,
+            help=f"{setting.help} [default: the course's {setting.config_key}, "
+            f"else {setting.default}]",
+        )(command)
+    return command
 
 
 @click.group()
@@ -85,9 +102,7 @@ def collect(root: Path, assignment: str) -> None:
     show_default=True,
 )
 @click.option("--no-sandbox", is_flag=True, help="Run learner code unconfined (trusted only).")
-@click.option("--cell-timeout", default=120.0, show_default=True, help="Seconds per cell.")
-@click.option("--notebook-timeout", default=900.0, show_default=True, help="Seconds per notebook.")
-@click.option("--memory-mb", default=4096, show_default=True, help="Address space per process.")
+@limit_options
 @click.option("--slurm", is_flag=True, help="Grade as a SLURM job array (see --chunk).")
 @click.option("--chunk", default=5, show_default=True, help="Submissions per array task.")
 @click.option("--partition", default=None, help="SLURM partition of the array.")
@@ -99,32 +114,30 @@ def autograde(
     retry_failed: bool,
     sandbox: str,
     no_sandbox: bool,
-    cell_timeout: float,
-    notebook_timeout: float,
-    memory_mb: int,
     slurm: bool,
     chunk: int,
     partition: str | None,
+    **limit_flags: float | None,
 ) -> None:
     """Autograde every submission of ASSIGNMENT, each in its own sandbox."""
     from aifkit.grading import array
     from aifkit.grading.autograde import Options, status_table
     from aifkit.grading.autograde import autograde as run_autograde
+    from aifkit.grading.config import unread_settings
     from aifkit.grading.progress import GradingProgress
-    from aifkit.grading.sandbox import Limits
 
     if no_sandbox:
         click.secho("WARNING: learner code runs WITHOUT a sandbox", fg="yellow", err=True)
+    course = _run(lambda: _course(root))
+    for message in unread_settings(course.config):
+        click.secho(f"warning: {message}", fg="yellow", err=True)
     options = Options(
         jobs=jobs,
         sandbox="none" if no_sandbox else sandbox,
-        limits=Limits(
-            memory_mb=memory_mb, cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout
-        ),
+        limits=_run(lambda: course.limits(**limit_flags)),
         students=list(students) or None,
         retry_failed=retry_failed,
     )
-    course = _run(lambda: _course(root))
     with GradingProgress() as progress:
         if slurm:
             results = _run(

@@ -11,12 +11,15 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from aifkit.errors import AifkitError
+
+if TYPE_CHECKING:
+    from aifkit.grading.limits import Limits
 
 CONFIG_FILE = "nbgrader_config.py"
 
@@ -53,6 +56,30 @@ class Course:
         configure(config)  # aifkit's guarantees apply whatever the course file says
         _venv_on_path()
         return cls(root=root, config=config)
+
+    def limits(self, **flags: float | None) -> Limits:
+        """The grading limits: defaults < this course's ``c.SandboxedExecute`` settings < ``flags``.
+
+        ``flags`` are settings by name (``cell_timeout=30``), as ``aifkit grade autograde``
+        passes its options; None means not given. The course's values are read through
+        ``SandboxedExecute``, the class stock ``nbgrader autograde`` reads them with.
+        """
+        from traitlets import TraitError
+
+        from aifkit.grading.limits import LimitError
+        from aifkit.grading.nbgrader_hooks import SandboxedExecute
+
+        try:
+            configured = SandboxedExecute(config=self.config).limits()
+        except (TraitError, LimitError) as error:
+            raise GradingError(f"{self._config_source()}: {error}") from None
+        given = {name: value for name, value in flags.items() if value is not None}
+        return configured.with_settings(given, label=lambda s: s.flag)
+
+    def _config_source(self) -> str:
+        path = self.root / CONFIG_FILE
+        where = f"{path} (or a file it loads)" if path.is_file() else f"the course at {self.root}"
+        return f"nbgrader configuration of {where}"
 
     @property
     def coursedir(self) -> Any:

@@ -17,11 +17,13 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
-from traitlets import Float, Integer, Unicode
+from traitlets import Float, Integer, TraitType, Unicode
 
 from aifkit.grading import sandbox as sandboxes
+from aifkit.grading.config import unread_settings
 from aifkit.grading.execute import run_notebook
 from aifkit.grading.inspection import inspect_notebook
+from aifkit.grading.limits import BY_NAME, SETTINGS, Limits
 from aifkit.grading.scoring import score_test
 
 KEY = "aifkit"
@@ -39,13 +41,35 @@ def _tests(resources: ResourcesDict) -> dict[str, float]:
         }
 
 
+def _limit_trait(name: str) -> TraitType[Any, Any]:
+    """The configurable trait of one grading limit: default and help from ``limits.py``."""
+    setting = BY_NAME[name]
+    if setting.kind is int:
+        return Integer(int(setting.default), help=setting.help).tag(config=True)
+    return Float(float(setting.default), help=setting.help).tag(config=True)
+
+
 class SandboxedExecute(NbGraderPreprocessor):
-    """Executes the notebook in the aifkit sandbox, with a proof for every test cell."""
+    """Executes the notebook in the aifkit sandbox, with a proof for every test cell.
+
+    Its traits are the grading limits (``c.SandboxedExecute.cell_timeout = 60``): stock
+    ``nbgrader autograde`` and ``aifkit grade autograde`` both read them through this class.
+    """
 
     sandbox = Unicode("bubblewrap", help="bubblewrap, apptainer or none").tag(config=True)
-    cell_timeout = Float(120.0, help="wall-clock seconds per cell").tag(config=True)
-    notebook_timeout = Float(900.0, help="wall-clock seconds per notebook").tag(config=True)
-    memory_mb = Integer(4096, help="address space per process, MiB").tag(config=True)
+    memory_mb = _limit_trait("memory_mb")
+    cpu_seconds = _limit_trait("cpu_seconds")
+    processes = _limit_trait("processes")
+    file_size_mb = _limit_trait("file_size_mb")
+    open_files = _limit_trait("open_files")
+    output_bytes = _limit_trait("output_bytes")
+    cell_timeout = _limit_trait("cell_timeout")
+    notebook_timeout = _limit_trait("notebook_timeout")
+
+    def limits(self) -> Limits:
+        """The limits these traits set; a bad value raises ``LimitError`` naming its setting."""
+        values = {s.name: getattr(self, s.name) for s in SETTINGS}
+        return Limits().with_settings(values, label=lambda s: s.config_key)
 
     def preprocess(
         self, nb: NotebookNode, resources: ResourcesDict
@@ -56,13 +80,11 @@ class SandboxedExecute(NbGraderPreprocessor):
             for i, c in enumerate(nb.cells)
             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade_id") in tests
         }
+        for message in unread_settings(self.config):
+            self.log.warning(message)
+        limits = self.limits()
         box = sandboxes.make(self.sandbox)
         box.check()
-        limits = sandboxes.Limits(
-            memory_mb=self.memory_mb,
-            cell_timeout_s=self.cell_timeout,
-            notebook_timeout_s=self.notebook_timeout,
-        )
         scratch = Path(tempfile.mkdtemp(prefix="aifkit-scratch-"))
         try:
             folder = Path(resources.get("metadata", {}).get("path") or ".")

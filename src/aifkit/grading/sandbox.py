@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aifkit.errors import AifkitError
+from aifkit.grading.limits import Limits as Limits  # the sandbox applies them; defined there
 
 SANDBOX_UID_BASE = 61000  # one unprivileged uid per running kernel: 61000, 61001, ...
 SANDBOX_SLOTS = 256
@@ -49,33 +50,6 @@ ETC_FILES = (
 
 class SandboxError(AifkitError):
     """The sandbox cannot be set up (for example bubblewrap is missing)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits for one submission's kernel and everything it starts."""
-
-    memory_mb: int = 4096  # address space per process (RLIMIT_AS)
-    cpu_seconds: int = 600  # CPU time per process (RLIMIT_CPU)
-    processes: int = 128  # processes and threads of the sandbox user (RLIMIT_NPROC)
-    file_size_mb: int = 256  # largest file it may write (RLIMIT_FSIZE)
-    open_files: int = 1024  # RLIMIT_NOFILE
-    output_bytes: int = 2_000_000  # notebook outputs kept, all cells together
-    cell_timeout_s: float = 120.0  # wall clock per cell
-    notebook_timeout_s: float = 900.0  # wall clock per notebook
-
-    def prlimit_argv(self) -> list[str]:
-        """``prlimit`` options that put these limits on the command it runs."""
-        return [
-            "prlimit",
-            f"--as={self.memory_mb * 2**20}",
-            f"--cpu={self.cpu_seconds}",
-            f"--nproc={self.processes}",
-            f"--fsize={self.file_size_mb * 2**20}",
-            f"--nofile={self.open_files}",
-            "--core=0",
-            "--",
-        ]
 
 
 @contextlib.contextmanager
