@@ -73,6 +73,8 @@ def test_squeue_sample_of_a_busy_production_queue() -> None:
         "tokenize",
         "cpu",
     )
+    (never_ran,) = slurm.parse_squeue("34 debug hub ann CANCELLED 0:00 1 \n")  # seen on the cluster
+    assert (never_ran.state, never_ran.nodes, never_ran.reason) == ("CANCELLED", "", "")
     with pytest.raises(slurm.JobError, match="3 of 8 columns"):
         slurm.parse_squeue("42 debug hello")
 

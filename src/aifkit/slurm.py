@@ -168,16 +168,17 @@ def parse_squeue(text: str) -> list[JobStatus]:
     """The rows of squeue in QUEUE_FORMAT (a header line, if any, is skipped).
 
     The last column is the node list, or the reason in parentheses while a job waits; it may
-    hold spaces ("(ReqNodeNotAvail, Reserved for maintenance)").
+    hold spaces ("(ReqNodeNotAvail, Reserved for maintenance)"), or be empty (a job cancelled
+    before it ran).
     """
     jobs = []
     for line in text.splitlines():
         columns = line.split(maxsplit=7)
         if not columns or columns[0] == "JOBID":
             continue
-        if len(columns) < 8:
+        if len(columns) < 7:
             raise JobError(f"squeue line with {len(columns)} of 8 columns: {line!r}")
-        job_id, partition, name, user, state, _elapsed, _count, where = columns
+        job_id, partition, name, user, state, _elapsed, _count, where = [*columns, ""][:8]
         waiting = where.startswith("(") and where.endswith(")")
         jobs.append(
             JobStatus(
