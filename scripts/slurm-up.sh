@@ -17,7 +17,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     slurmctld slurmd slurm-client munge >/dev/null
 fi
-if sinfo -h -o %t 2>/dev/null | grep -qx idle; then echo "slurm-up: already running"; exit 0; fi
+if sinfo -h -o %t 2>/dev/null | grep -qxE 'idle|mix|alloc|comp'; then echo "slurm-up: already running"; exit 0; fi
 
 mkdir -p "$BASE"/{state,spool,log,run,dev} "$CONF_DIR"
 # munge: authentication between the SLURM daemons and clients

@@ -40,7 +40,9 @@ import yaml
 from hub_client import HubSession
 from hub_fixture import LocalHub, free_port_block, make_test_course, record
 
-from aifkit.hub.spawner import FactorySlurmSpawner, sbatch_message, start_deadline
+from aifkit import slurm, templates
+from aifkit.course import datasets, site
+from aifkit.hub.spawner import FactorySlurmSpawner, start_deadline
 
 REPO = Path(__file__).resolve().parents[1]
 LEARNERS = ("aifkit-learner1", "aifkit-learner2")
@@ -63,23 +65,14 @@ WAIT_S = 90.0
 # -- SLURM and Unix helpers -------------------------------------------------------------------
 
 
-def squeue(*args: str) -> list[list[str]]:
-    """squeue rows (``%i %T %u %j``), split into fields."""
-    out = subprocess.run(
-        ["squeue", "-h", "-o", "%i %T %u %j", *args], capture_output=True, text=True, timeout=30
-    )
-    assert out.returncode == 0, out.stderr
-    return [line.split() for line in out.stdout.splitlines() if line.strip()]
-
-
-def live_jobs(user: str) -> list[list[str]]:
+def live_jobs(user: str) -> list[slurm.JobStatus]:
     """The user's jobs that are pending, running or completing."""
-    return squeue("-u", user)
+    return [job for job in slurm.queue(user=user) if not job.finished]
 
 
 def job_state(job_id: str) -> str:
-    rows = squeue("-t", "all", "-j", job_id)
-    return rows[0][1] if rows else "GONE"
+    found = slurm.queue(job_id=job_id)
+    return found[0].state if found else "GONE"
 
 
 def wait_no_jobs(user: str, timeout: float = 30.0) -> None:
@@ -289,9 +282,9 @@ def server_uids(name: str) -> set[int]:
 def one_running_job(name: str) -> str:
     jobs = live_jobs(name)
     assert len(jobs) == 1, f"{name} should have exactly one job: {jobs}"
-    job_id, state, owner, job_name = jobs[0]
-    assert (state, owner, job_name) == ("RUNNING", name, f"aifkit-hub-{name}"), jobs
-    return job_id
+    job = jobs[0]
+    assert (job.state, job.user, job.name) == ("RUNNING", name, f"aifkit-hub-{name}"), jobs
+    return job.job_id
 
 
 # -- the tests --------------------------------------------------------------------------------
@@ -416,8 +409,9 @@ def test_hub_restart_while_queued_leaves_no_orphan_job(slurm_hub: SlurmHub) -> N
     deadline = time.monotonic() + WAIT_S
     while not live_jobs(name) and time.monotonic() < deadline:
         time.sleep(0.3)
-    ((job_id, state, *_),) = live_jobs(name)
-    assert state == "PENDING"
+    (queued,) = live_jobs(name)
+    job_id = queued.job_id
+    assert queued.state == "PENDING"
     began = time.monotonic()
     slurm_hub.restart()  # the job id was stored at submission, not only when start() returns
     deadline = time.monotonic() + WAIT_S
@@ -480,17 +474,79 @@ def test_batch_script_runs_the_profile_and_nothing_else() -> None:
     assert "evil" not in script and "--export=ALL" not in script
 
 
-def test_messages_quote_slurm_and_give_up_before_the_hub() -> None:
-    """Is sbatch's complaint kept in one line, and the deadline inside start_timeout?"""
-    stderr = (
-        "sbatch: error: Memory specification can not be satisfied\n"
-        "sbatch: error: Batch job submission failed: Requested node configuration is not available"
-    )
-    assert sbatch_message(stderr) == (
-        "Memory specification can not be satisfied; "
-        "Batch job submission failed: Requested node configuration is not available"
-    )
-    assert sbatch_message("") == "no reason given"
+def test_spawner_gives_up_before_the_hub() -> None:
+    """Is the spawner's own deadline inside start_timeout?"""
     assert start_deadline(600, 30) == 570
     assert start_deadline(60, 5) == 55
     assert start_deadline(8, 5) == 4  # never less than half of start_timeout
+
+
+def make_spawner(**traits: Any) -> FactorySlurmSpawner:
+    return FactorySlurmSpawner(
+        user=SimpleNamespace(name="ann", url="/user/ann/"),
+        req_homedir="/home/ann",
+        req_keepvars="PATH",
+        cmd=["/venv/bin/jupyterhub-singleuser"],
+        **traits,
+    )
+
+
+def test_spawner_runs_and_reads_aifkit_slurm_commands() -> None:
+    """Are the spawner's SLURM commands aifkit.slurm's, and its job states read by its parser?"""
+    spawner = make_spawner()
+    assert spawner.batch_submit_cmd == "sbatch --parsable"
+    assert spawner.batch_query_cmd.format(job_id="42") == "scontrol show job '42'"
+    assert spawner.batch_cancel_cmd.format(job_id="42") == "scancel '42'"
+    assert spawner.parse_job_id("42;aifkit\n") == "42"
+    sample = datasets.sample_text("a03-scontrol-job.txt")  # a running task, recorded on a factory
+    spawner.job_status = sample
+    assert spawner.state_isrunning() and not spawner.state_ispending()
+    assert spawner.state_gethost() == "gpu0412"
+    spawner.job_status = sample.replace(
+        "JobState=RUNNING Reason=None", "JobState=PENDING Reason=Priority"
+    )
+    assert spawner.state_ispending() and spawner.slurm_job().reason == "Priority"  # type: ignore[union-attr]
+    spawner.job_status = (
+        "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+    )
+    assert spawner.state_isunknown() and not spawner.state_isrunning()
+    spawner.job_status = "slurm_load_jobs error: Invalid job id specified"
+    assert not (spawner.state_isunknown() or spawner.state_isrunning() or spawner.state_ispending())
+
+
+def test_spawner_commands_have_a_time_limit() -> None:
+    """Does a SLURM command that hangs fail within slurm_timeout, read as 'controller silent'?"""
+    spawner = make_spawner(slurm_timeout=0.5)
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"sleep 10 did not answer within 0 s") as silent:
+        asyncio.run(spawner.run_command("sleep 10"))
+    assert time.monotonic() - began < 5
+    assert slurm.controller_unreachable(str(silent.value)), "the job counts as unknown, not gone"
+    assert asyncio.run(spawner.run_command("cat", input="hello")) == "hello"
+    with pytest.raises(RuntimeError, match=r"^refused$"):
+        asyncio.run(spawner.run_command("echo refused >&2; exit 1"))
+
+
+def test_site_templates_folder_replaces_the_spawner_script(tmp_path: Path) -> None:
+    """Does a site profile's own hub-spawner.sbatch become the batch script, strictly rendered?"""
+    profile = yaml.safe_load((site.SITES_DIR / "local.yml").read_text(encoding="utf-8"))
+    profile.update(name="custom", templates="own")
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "hub-spawner.sbatch").write_text(
+        "#!/bin/bash\n#SBATCH --job-name=hub-{{ username }}\n#SBATCH --qos=interactive\n"
+        "{{ cmd }}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "custom.yml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+    spawner = make_spawner(site_profile=str(tmp_path / "custom.yml"))
+    script = asyncio.run(spawner._get_batch_script(**spawner.get_req_subvars()))
+    singleuser = Path(sys.executable).parent / "batchspawner-singleuser"
+    assert script == (
+        "#!/bin/bash\n#SBATCH --job-name=hub-ann\n#SBATCH --qos=interactive\n"
+        f"{singleuser} /venv/bin/jupyterhub-singleuser\n"
+    )
+    typo = make_spawner(batch_script="#SBATCH --partition={{ partiton }}\n")
+    with pytest.raises(
+        templates.TemplateError, match=r"hub-spawner\.sbatch: 'partiton' is undefined"
+    ):
+        asyncio.run(typo._get_batch_script(**typo.get_req_subvars()))

@@ -1,7 +1,8 @@
 """Job templates: rendered directives for each tier and site, limits enforced, real submissions.
 
-The rendering tests assert on the script text (as batchspawner's tests do); the submission tests
-run the rendered script on the real SLURM test cluster: 2 gloo processes under srun + torchrun.
+The rendering tests assert on the script text (as batchspawner's tests do), including a site's
+own templates folder; the submission tests run the rendered script on the real SLURM test
+cluster: 2 gloo processes under srun + torchrun.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from builders import REPO
 from click.testing import CliRunner
 
+from aifkit import slurm, templates
 from aifkit.cli import main
 from aifkit.course import jobs, site
 
@@ -46,7 +49,9 @@ def test_multi_gpu_uses_every_gpu_of_each_node_and_the_account() -> None:
     spec = jobs.spec_for_tier(
         ["train.py"], tier="multi-gpu", site=FACTORY, nodes=8, time_minutes=24 * 60 + 30
     )
-    found = directives(jobs.render(spec, FACTORY))
+    script = jobs.render(spec, FACTORY)
+    assert re.search(r"^#SBATCH\s+--account=proj-aifactory-demo$", script, flags=re.MULTILINE)
+    found = directives(script)
     assert found["gres"] == "gpu:4" and found["nodes"] == "8" and found["cpus-per-task"] == "72"
     assert found["account"] == "proj-aifactory-demo" and found["time"] == "1-00:30:00"
     assert spec.world_size == 32 and spec.backend == "nccl"
@@ -87,7 +92,52 @@ def test_unknown_partition() -> None:
 )
 def test_format_time(minutes: int, text: str) -> None:
     """Are minutes written in SLURM's [D-]HH:MM:SS?"""
-    assert jobs.format_time(minutes) == text
+    assert slurm.format_time(minutes) == text
+
+
+def site_with_templates(tmp_path: Path, files: dict[str, str], folder: str = "templates") -> Path:
+    """A copy of the local profile naming ``folder`` (relative to it) with ``files`` in it."""
+    profile = yaml.safe_load((site.SITES_DIR / "local.yml").read_text(encoding="utf-8"))
+    profile.update(name="custom", templates=folder)
+    path = tmp_path / "custom.yml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(profile), encoding="utf-8")
+    (tmp_path / folder).mkdir(exist_ok=True)
+    for name, text in files.items():
+        (tmp_path / folder / name).write_text(text, encoding="utf-8")
+    return path
+
+
+def test_site_template_replaces_the_packaged_one_by_name(tmp_path: Path) -> None:
+    """Does a site's own torchrun.sbatch win, with the same values, while other names stay ours?"""
+    own = (
+        "#!/bin/bash\n#SBATCH --job-name={{ spec.job_name }}\n#SBATCH --qos=site-default\n"
+        "module load pytorch\nsrun {{ spec.command | map('quote') | join(' ') }}\n"
+    )
+    custom = site.load(str(site_with_templates(tmp_path, {"torchrun.sbatch": own})))
+    assert custom.templates == str(tmp_path / "templates"), "relative to the profile's folder"
+    spec = jobs.spec_for_tier(["train.py", "a b"], tier="cpu-tiny", site=custom, job_name="mine")
+    script = jobs.render(spec, custom)
+    assert script == (
+        "#!/bin/bash\n#SBATCH --job-name=mine\n#SBATCH --qos=site-default\n"
+        "module load pytorch\nsrun train.py 'a b'\n"
+    )
+    assert "--array=0-" in templates.source("grade-array.sbatch", custom.templates)
+
+
+def test_site_template_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    """Is a misspelt value in a site's template an error naming it, and a missing folder too?"""
+    broken = site.load(
+        str(site_with_templates(tmp_path, {"torchrun.sbatch": "#SBATCH -J {{ spec.jobname }}\n"}))
+    )
+    spec = jobs.spec_for_tier(["t.py"], tier="cpu-tiny", site=broken)
+    with pytest.raises(templates.TemplateError, match=r"torchrun\.sbatch: .*jobname"):
+        jobs.render(spec, broken)
+    path = site_with_templates(tmp_path / "other", {}, folder="nowhere")
+    (tmp_path / "other" / "nowhere").rmdir()
+    missing = site.load(str(path))
+    with pytest.raises(templates.TemplateError, match="fix `templates:` in the site profile"):
+        jobs.render(jobs.spec_for_tier(["t.py"], tier="cpu-tiny", site=missing), missing)
 
 
 @pytest.mark.usefixtures("slurm_cluster")
@@ -102,6 +152,7 @@ def test_rendered_job_runs_two_ranks_on_real_slurm(tmp_path: Path) -> None:
     )
     job_id = jobs.submit(spec, LOCAL, workdir=tmp_path, wait=True, timeout_s=180)
     assert jobs.status(job_id).state == "COMPLETED"
+    assert "$$" not in (tmp_path / "allreduce.sbatch").read_text(), "no string.Template escapes"
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [(r["rank"], r["world_size"], r["sum"], r["job"]) for r in ranks] == [
         (0, 2, 3.0, job_id),

@@ -5,29 +5,35 @@ GPU; multi-gpu: every GPU of N nodes), ``validate`` checks it against the site's
 with errors that say what to change, and ``render`` fills ``data/templates/torchrun.sbatch``:
 ``srun --kill-on-bad-exit=1`` runs torchrun on every node, the rendezvous port comes from the job
 id, every rank logs to its own file, and ``--signal`` warns the job before its time limit.
-``submit`` and ``status`` talk to the real scheduler.
+``submit`` writes the script and hands it to the one SLURM client, ``aifkit.slurm``, whose
+``status``, ``JobStatus`` and ``JobError`` this module passes on to notebooks.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from string import Template
 
+from aifkit import slurm, templates
 from aifkit.course import site as site_mod
 from aifkit.course import tiers
-from aifkit.errors import AifkitError
+from aifkit.slurm import JobError, JobStatus, format_time, status
 
-TEMPLATE = Path(__file__).parent.parent / "data" / "templates" / "torchrun.sbatch"
+__all__ = [
+    "JobError",
+    "JobSpec",
+    "JobStatus",
+    "format_time",
+    "render",
+    "spec_for_tier",
+    "status",
+    "submit",
+    "validate",
+]
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class JobError(AifkitError):
-    """A job request does not fit the site, or the scheduler refused or lost it."""
 
 
 @dataclass(frozen=True)
@@ -57,13 +63,6 @@ class JobSpec:
     @property
     def backend(self) -> str:
         return "nccl" if self.gpus_per_node else "gloo"
-
-
-def format_time(minutes: int) -> str:
-    """SLURM's time format: 90 -> '01:30:00', 1500 -> '1-01:00:00'."""
-    days, rest = divmod(minutes, 24 * 60)
-    clock = f"{rest // 60:02d}:{rest % 60:02d}:00"
-    return f"{days}-{clock}" if days else clock
 
 
 def spec_for_tier(
@@ -145,44 +144,9 @@ def validate(spec: JobSpec, site: site_mod.Site) -> None:
 
 
 def render(spec: JobSpec, site: site_mod.Site) -> str:
-    """The sbatch script for ``spec``, after validating it against ``site``."""
+    """The sbatch script for ``spec`` (the site's ``torchrun.sbatch``), after validating it."""
     validate(spec, site)
-    environment = "\n".join(
-        f"export {name}={shlex.quote(value)}" for name, value in spec.environment
-    )
-    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
-        job_name=spec.job_name,
-        partition=spec.partition,
-        account_directive=f"#SBATCH --account={spec.account}\n" if spec.account else "",
-        nodes=spec.nodes,
-        cpus_per_task=spec.cpus_per_task,
-        gres_directive=f"#SBATCH --gres=gpu:{spec.gpus_per_node}\n" if spec.gpus_per_node else "",
-        time=format_time(spec.time_minutes),
-        signal_lead_s=spec.signal_lead_s,
-        log_dir=spec.log_dir,
-        requeue_directive="#SBATCH --requeue" if spec.requeue else "#SBATCH --no-requeue",
-        requeue="yes" if spec.requeue else "no",
-        tier=spec.tier,
-        site=site.name,
-        procs_per_node=spec.procs_per_node,
-        backend=spec.backend,
-        environment=environment or "# (no extra environment)",
-        python=shlex.quote(spec.python),
-        command=" ".join(shlex.quote(part) for part in spec.command),
-    )
-
-
-def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
-    except FileNotFoundError as error:
-        raise JobError(
-            f"{args[0]} not found: run this on a SLURM login node (or start scripts/slurm-up.sh)"
-        ) from error
-    except subprocess.TimeoutExpired as error:
-        raise JobError(
-            f"{args[0]} did not answer within {timeout_s:.0f} s: is slurmctld up?"
-        ) from error
+    return templates.render("torchrun.sbatch", site.templates, spec=spec, site=site)
 
 
 def submit(
@@ -191,6 +155,7 @@ def submit(
     """Render ``spec``, write it to ``workdir/<name>.sbatch`` and submit it from there; return the job id.
 
     The log folder is made first: SLURM cannot open ``--output`` in a folder that does not exist.
+    With ``wait``, return once the job has ended (JobError if it runs past ``timeout_s``).
     """
     script = render(spec, site)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -199,44 +164,7 @@ def submit(
     )  # an absolute log_dir stays absolute
     path = workdir / f"{spec.job_name}.sbatch"
     path.write_text(script, encoding="utf-8")
-    args = ["sbatch", "--parsable", f"--chdir={workdir}", *(["--wait"] if wait else []), str(path)]
-    result = _run(args, timeout_s)
-    job_id = result.stdout.strip().split(";")[0]
-    if not job_id.isdigit():
-        raise JobError(f"sbatch refused the job: {result.stderr.strip() or result.stdout.strip()}")
+    job_id = slurm.submit(path, chdir=workdir, timeout_s=min(timeout_s, slurm.SUBMIT_TIMEOUT_S))
+    if wait:
+        slurm.wait(job_id, timeout_s=timeout_s)
     return job_id
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """What the scheduler says about a job."""
-
-    job_id: str
-    state: str
-    exit_code: str
-    reason: str
-
-    @property
-    def finished(self) -> bool:
-        return self.state in {
-            "COMPLETED",
-            "FAILED",
-            "CANCELLED",
-            "TIMEOUT",
-            "NODE_FAIL",
-            "OUT_OF_MEMORY",
-            "PREEMPTED",
-            "BOOT_FAIL",
-            "DEADLINE",
-        }
-
-
-def status(job_id: str, *, timeout_s: float = 30) -> JobStatus:
-    """State, exit code and reason of a job, from ``scontrol show job``."""
-    result = _run(["scontrol", "show", "job", job_id], timeout_s)
-    fields = dict(re.findall(r"(\w+)=(\S*)", result.stdout))
-    if "JobState" not in fields:
-        raise JobError(f"scontrol knows no job {job_id}: {result.stderr.strip()}")
-    return JobStatus(
-        job_id, fields["JobState"], fields.get("ExitCode", ""), fields.get("Reason", "")
-    )

@@ -31,6 +31,9 @@ _SITE_KEYS = {
     "node_local_scratch",
     "partitions",
 }
+_OPTIONAL_SITE_KEYS = frozenset(
+    {"templates"}
+)  # a folder of batch-script templates replacing ours by name
 _PARTITION_KEYS = {
     "description",
     "max_time",
@@ -86,6 +89,7 @@ class Site:
     scratch: str
     node_local_scratch: str
     partitions: Mapping[str, Partition]
+    templates: str = ""  # a folder whose batch-script templates replace the packaged ones by name
 
     def partition(self, name: str | None = None) -> Partition:
         """The named partition (default: the site's default), or a SiteError listing them."""
@@ -97,9 +101,11 @@ class Site:
         return self.partitions[key]
 
 
-def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(data) - allowed)
-    missing = sorted(allowed - set(data))
+def _check_keys(
+    where: str, data: Mapping[str, Any], required: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    unknown = sorted(set(data) - required - optional)
+    missing = sorted(required - set(data))
     if unknown or missing:
         raise SiteError(f"{where}: unknown keys {unknown}, missing keys {missing}")
 
@@ -128,7 +134,7 @@ def parse(data: Any, *, source: str) -> Site:
     """Build a Site from loaded YAML, raising SiteError that names the file and key."""
     if not isinstance(data, dict):
         raise SiteError(f"{source}: expected a mapping at the top level")
-    _check_keys(source, data, _SITE_KEYS)
+    _check_keys(source, data, _SITE_KEYS, _OPTIONAL_SITE_KEYS)
     partitions = data["partitions"]
     if not isinstance(partitions, dict) or not partitions:
         raise SiteError(f"{source}: partitions must be a non-empty mapping")
@@ -143,9 +149,18 @@ def parse(data: Any, *, source: str) -> Site:
         scratch=str(data["scratch"]),
         node_local_scratch=str(data["node_local_scratch"]),
         partitions=parsed,
+        templates=_templates_folder(data.get("templates"), source),
     )
     site.partition()  # the default partition must exist
     return site
+
+
+def _templates_folder(value: Any, source: str) -> str:
+    """The site's templates folder: ``~`` expanded, relative to the profile's own folder."""
+    if not value:
+        return ""
+    folder = Path(str(value)).expanduser()
+    return str(folder if folder.is_absolute() else Path(source).parent / folder)
 
 
 def available() -> tuple[str, ...]:

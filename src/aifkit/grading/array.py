@@ -6,19 +6,25 @@ aifkit.grading.worker`` on chunk ``k`` and writes one result file per student. W
 has left the queue the grader records each result; a student whose task failed or ran out of
 time gets an ``error`` record naming the task and its log, and ``--retry-failed`` grades just
 those again.
+
+The array is a job like any other: its request (partition, account, time limit, CPUs) is checked
+against the site profile by ``aifkit.course.jobs.validate``, its script is the site's
+``grade-array.sbatch`` template, and ``aifkit.slurm`` submits, waits for and cancels it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from aifkit import slurm, templates
+from aifkit.course import jobs, tiers
+from aifkit.course import site as site_mod
 from aifkit.grading import records
 from aifkit.grading.autograde import WORK_DIRECTORY, Options, select_students
 from aifkit.grading.commit import commit
@@ -27,65 +33,56 @@ from aifkit.grading.prepare import Job, assignment_specs, prepare
 from aifkit.grading.records import SubmissionResult
 from aifkit.grading.worker import Outcome
 
-POLL_S = 2.0
+TEMPLATE = "grade-array.sbatch"
 
 
-def render_script(
-    run_dir: Path, tasks: int, options: Options, *, chunk: int, partition: str | None
-) -> str:
-    """The sbatch script of the array; its time limit covers a full chunk of slow notebooks."""
+def array_spec(
+    run_dir: Path,
+    assignment: str,
+    options: Options,
+    *,
+    site: site_mod.Site,
+    chunk: int,
+    partition: str | None = None,
+) -> jobs.JobSpec:
+    """The array's request, checked against the site like any job (account, partition limits).
+
+    Its time limit covers a full chunk of slow notebooks: chunk x notebook timeout, +20% and
+    5 minutes. Each task runs the worker on one CPU; the template adds ``--task``.
+    """
     minutes = int(chunk * options.limits.notebook_timeout_s * 1.2 / 60) + 5
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name=aifkit-grade-{run_dir.parent.name}",
-        f"#SBATCH --array=0-{tasks - 1}",
-        "#SBATCH --ntasks=1",
-        "#SBATCH --cpus-per-task=1",
-        f"#SBATCH --time={minutes // 60:02d}:{minutes % 60:02d}:00",
-        f"#SBATCH --output={run_dir}/logs/task-%a.log",
-        "#SBATCH --requeue",
-    ]
-    if partition:
-        lines.append(f"#SBATCH --partition={partition}")
-    worker = [
-        sys.executable,
-        "-m",
-        "aifkit.grading.worker",
-        "--manifest",
-        str(run_dir / "manifest.json"),
-        "--task",
-        "$SLURM_ARRAY_TASK_ID",
-        "--out",
-        str(run_dir / "results"),
-        "--sandbox",
-        options.sandbox,
-        "--limits",
-        json.dumps(asdict(options.limits)),
-    ]
-    command = " ".join(a if a.startswith("$") else shlex.quote(a) for a in worker)
-    return "\n".join([*lines, "set -euo pipefail", f"exec {command}", ""])
-
-
-def _sbatch(script: Path) -> str:
-    done = subprocess.run(
-        ["sbatch", "--parsable", str(script)], capture_output=True, text=True, timeout=60
+    worker = (
+        *(sys.executable, "-m", "aifkit.grading.worker"),
+        *("--manifest", str(run_dir / "manifest.json"), "--out", str(run_dir / "results")),
+        *("--sandbox", options.sandbox, "--limits", json.dumps(asdict(options.limits))),
     )
-    if done.returncode != 0:
-        raise GradingError(f"sbatch refused the grading array: {done.stderr.strip()}")
-    return done.stdout.strip().split(";")[0]
+    spec = jobs.JobSpec(
+        command=worker,
+        tier=tiers.CPU_TINY,  # the worker grades on CPUs, whatever the partition
+        job_name=f"aifkit-grade-{assignment}",
+        nodes=1,
+        procs_per_node=1,
+        cpus_per_task=1,
+        time_minutes=minutes,
+        partition=site.partition(partition).name,  # SiteError naming the site's partitions
+        account=site.account,
+        log_dir=str(run_dir / "logs"),
+        signal_lead_s=0,
+    )
+    try:
+        jobs.validate(spec, site)
+    except jobs.JobError as error:
+        raise jobs.JobError(
+            f"{error}\n  (each array task asks for {jobs.format_time(minutes)}: --chunk {chunk} "
+            f"submission(s) x {options.limits.notebook_timeout_s:.0f} s per notebook, +20% and "
+            "5 min; a smaller --chunk or another partition fits)"
+        ) from error
+    return spec
 
 
-def _wait(array_id: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        queued = subprocess.run(
-            ["squeue", "-h", "-j", array_id, "-o", "%i"], capture_output=True, text=True, timeout=30
-        )
-        if queued.returncode == 0 and not queued.stdout.strip():
-            return
-        time.sleep(POLL_S)
-    subprocess.run(["scancel", array_id], capture_output=True, timeout=30)
-    raise GradingError(f"grading array {array_id} still queued after {timeout_s:.0f} s: cancelled")
+def render_script(spec: jobs.JobSpec, site: site_mod.Site, *, tasks: int) -> str:
+    """The array's sbatch script: the site's ``grade-array.sbatch`` for ``tasks`` chunks."""
+    return templates.render(TEMPLATE, site.templates, spec=spec, site=site, tasks=tasks)
 
 
 def autograde_array(
@@ -94,18 +91,23 @@ def autograde_array(
     options: Options,
     *,
     chunk: int = 5,
+    site: site_mod.Site | None = None,
     partition: str | None = None,
     timeout_s: float = 6 * 3600,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[SubmissionResult], None] | None = None,
 ) -> list[SubmissionResult]:
-    """Grade with a SLURM job array; record every student's outcome or error."""
+    """Grade with a SLURM job array on ``site`` (default: $AIFKIT_SITE, else local); record
+    every student's outcome or error."""
+    site = site or site_mod.load()
+    workroot = course.root / WORK_DIRECTORY / assignment
+    run_dir = workroot / f"array-{time.strftime('%Y%m%d-%H%M%S')}"
+    # checked first: a request the site refuses fails before anything is prepared
+    request = array_spec(run_dir, assignment, options, site=site, chunk=chunk, partition=partition)
     specs = assignment_specs(course, assignment)
     students = select_students(course, assignment, options)
     if on_start is not None:
         on_start(len(students))
-    workroot = course.root / WORK_DIRECTORY / assignment
-    run_dir = workroot / f"array-{time.strftime('%Y%m%d-%H%M%S')}"
     (run_dir / "logs").mkdir(parents=True)
     (run_dir / "results").mkdir()
     results: dict[str, SubmissionResult] = {}
@@ -119,24 +121,26 @@ def autograde_array(
         if on_result is not None:
             on_result(outcome.result)
 
-    jobs: list[Job] = []
+    prepared: list[Job] = []
     for student in students:
         try:
-            jobs.append(prepare(course, assignment, student, specs, workroot / "jobs"))
+            prepared.append(prepare(course, assignment, student, specs, workroot / "jobs"))
         except Exception as error:
             failed = SubmissionResult(assignment, student, "error", f"cannot prepare: {error}")
             record(None, Outcome(failed))
-    chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
+    chunks = [prepared[i : i + chunk] for i in range(0, len(prepared), chunk)]
     if chunks:
         manifest = {"chunks": [[str(Path(j.folder) / "job.json") for j in c] for c in chunks]}
         (run_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
         script = run_dir / "grade.sbatch"
-        script.write_text(
-            render_script(run_dir, len(chunks), options, chunk=chunk, partition=partition),
-            encoding="utf-8",
-        )
-        array_id = _sbatch(script)
-        _wait(array_id, timeout_s)
+        script.write_text(render_script(request, site, tasks=len(chunks)), encoding="utf-8")
+        array_id = slurm.submit(script)
+        try:
+            slurm.wait(array_id, timeout_s=timeout_s)
+        except slurm.JobError as error:  # the grader gives up on the array: end it too
+            with contextlib.suppress(slurm.JobError):
+                slurm.cancel(array_id)
+            raise GradingError(f"grading array {array_id}: {error}; cancelled") from error
     for task, members in enumerate(chunks):
         for job in members:
             path = run_dir / "results" / f"{job.student}.json"

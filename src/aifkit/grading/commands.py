@@ -105,7 +105,13 @@ def collect(root: Path, assignment: str) -> None:
 @limit_options
 @click.option("--slurm", is_flag=True, help="Grade as a SLURM job array (see --chunk).")
 @click.option("--chunk", default=5, show_default=True, help="Submissions per array task.")
-@click.option("--partition", default=None, help="SLURM partition of the array.")
+@click.option(
+    "--site",
+    "site_name",
+    default=None,
+    help="Site profile name or .yml path the array must fit [env: AIFKIT_SITE].",
+)
+@click.option("--partition", default=None, help="Partition (default: the site's default).")
 def autograde(
     root: Path,
     assignment: str,
@@ -116,10 +122,12 @@ def autograde(
     no_sandbox: bool,
     slurm: bool,
     chunk: int,
+    site_name: str | None,
     partition: str | None,
     **limit_flags: float | None,
 ) -> None:
     """Autograde every submission of ASSIGNMENT, each in its own sandbox."""
+    from aifkit.course import site
     from aifkit.grading import array
     from aifkit.grading.autograde import Options, status_table
     from aifkit.grading.autograde import autograde as run_autograde
@@ -146,6 +154,7 @@ def autograde(
                     assignment,
                     options,
                     chunk=chunk,
+                    site=site.load(site_name),
                     partition=partition,
                     on_start=progress.start,
                     on_result=progress.update,

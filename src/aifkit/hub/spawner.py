@@ -5,7 +5,11 @@
 
 - a batch script that names the job after the learner, logs to ``~/.aifkit-hub-slurm.log``,
   starts in the learner's home, exports only the variables the hub passes (never ``ALL``) and
-  runs the absolute single-user command;
+  runs the absolute single-user command: the template ``hub-spawner.sbatch`` (aifkit/data/
+  templates; a site profile's templates folder may replace it, ``batch_script`` too), rendered
+  by ``aifkit.templates`` like every batch script;
+- SLURM's commands and the parsing of their answers from ``aifkit.slurm`` (``scontrol show
+  job`` for state, reason and host), each command with a time limit (``slurm_timeout``);
 - a ``start()`` that never leaves the learner with a bare "Timeout": when sbatch refuses the
   request, when the job waits in the queue until shortly before ``start_timeout`` (it is then
   cancelled with ``scancel``), or when the job ends before its server answers, the spawn fails
@@ -29,42 +33,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from batchspawner import JobStatus, SlurmSpawner
-from batchspawner.batchspawner import format_template
 from traitlets import Float, Unicode, default
 
-BATCH_SCRIPT = """#!/bin/bash
-#SBATCH --job-name=aifkit-hub-{{username}}
-#SBATCH --output={{logfile}}
-#SBATCH --open-mode=truncate
-#SBATCH --chdir={{homedir}}
-#SBATCH --export={{keepvars}}
-{% if partition %}#SBATCH --partition={{partition}}
-{% endif %}{% if runtime %}#SBATCH --time={{runtime}}
-{% endif %}{% if memory %}#SBATCH --mem={{memory}}
-{% endif %}{% if gres %}#SBATCH --gres={{gres}}
-{% endif %}{% if nprocs %}#SBATCH --cpus-per-task={{nprocs}}
-{% endif %}{% if account %}#SBATCH --account={{account}}
-{% endif %}{% if qos %}#SBATCH --qos={{qos}}
-{% endif %}{% if reservation %}#SBATCH --reservation={{reservation}}
-{% endif %}{% for option in option_list %}#SBATCH {{option}}
-{% endfor %}
-set -euo pipefail
-trap 'echo "aifkit-hub: SIGTERM: server stopped, job cancelled or out of time"' TERM
-echo "aifkit-hub: job ${SLURM_JOB_ID} for {{username}} on $(hostname) at $(date -Is)"
-{{prologue}}
-{% if srun %}{{srun}} {% endif %}{{cmd}}
-echo "aifkit-hub: the server ended at $(date -Is)"
-{{epilogue}}
-"""
+from aifkit import slurm, templates
+from aifkit.course import site as site_mod
 
+TEMPLATE = "hub-spawner.sbatch"
 LOG_TAIL_LINES = 15
 LOG_TAIL_CHARS = 2000
 
@@ -77,12 +60,6 @@ class SlurmSpawnError(RuntimeError):
         self.jupyterhub_message = message
 
 
-def sbatch_message(stderr: str) -> str:
-    """sbatch's complaint in one line, without its ``sbatch: error:`` prefixes."""
-    lines = [re.sub(r"^sbatch:\s*(error:\s*)?", "", line).strip() for line in stderr.splitlines()]
-    return "; ".join(line for line in lines if line) or "no reason given"
-
-
 def start_deadline(start_timeout: float, margin: float) -> float:
     """Seconds after which start() gives up by itself, before JupyterHub's bare timeout."""
     return max(start_timeout - margin, start_timeout / 2)
@@ -91,7 +68,22 @@ def start_deadline(start_timeout: float, margin: float) -> float:
 class FactorySlurmSpawner(SlurmSpawner):
     """batchspawner's SlurmSpawner with the factory's batch script and clear failure messages."""
 
-    batch_script = Unicode(BATCH_SCRIPT).tag(config=True)
+    site_profile = Unicode(
+        help="Site profile (a shipped name or a .yml path) whose templates folder may hold its "
+        f"own {TEMPLATE}; empty: $AIFKIT_SITE, else the packaged one."
+    ).tag(config=True)
+
+    # SLURM's commands and the parsing of their answers are aifkit.slurm's, as everywhere else;
+    # batchspawner runs them after exec_prefix, formatting {job_id} with str.format.
+    batch_submit_cmd = Unicode(shlex.join(slurm.submit_command())).tag(config=True)
+    batch_query_cmd = Unicode(shlex.join(slurm.status_command("{job_id}"))).tag(config=True)
+    batch_cancel_cmd = Unicode(shlex.join(slurm.cancel_command("{job_id}"))).tag(config=True)
+
+    slurm_timeout = Float(
+        30.0,
+        help="Seconds each SLURM command may take; then it is killed and the controller counted "
+        "as not answering (the job's state is unknown, not gone).",
+    ).tag(config=True)
 
     start_margin = Float(
         5.0,
@@ -108,6 +100,11 @@ class FactorySlurmSpawner(SlurmSpawner):
         "overwritten by each job). Its last lines are shown when the job ends early."
     ).tag(config=True)
 
+    @default("batch_script")
+    def _batch_script_default(self) -> str:
+        folder = site_mod.load(self.site_profile or None).templates
+        return templates.source(TEMPLATE, folder)
+
     @default("req_logfile")
     def _req_logfile_default(self) -> str:
         return str(Path(self.req_homedir) / ".aifkit-hub-slurm.log")
@@ -118,7 +115,7 @@ class FactorySlurmSpawner(SlurmSpawner):
         return str(Path(sys.executable).parent / "batchspawner-singleuser")
 
     _pending_since = 0.0  # when start() began (monotonic), for the progress messages
-    _pending_reason = ""  # squeue's reason while the job is queued
+    _pending_reason = ""  # SLURM's reason while the job is queued
     _limit = 0.0  # seconds after which start() gives up
 
     # -- what the learner chose ---------------------------------------------------------------
@@ -144,25 +141,60 @@ class FactorySlurmSpawner(SlurmSpawner):
         # batchspawner lets user_options override the template's variables: a learner posting
         # {"profile": "cpu", "partition": "gpu"} would get a GPU. Only the profile decides.
         trusted = {**self.get_req_subvars(), "cmd": self.cmd_formatted_for_batch()}
-        script: str = format_template(self.batch_script, **{**subvars, **trusted})
-        return script
+        return templates.render_text(self.batch_script, label=TEMPLATE, **{**subvars, **trusted})
 
-    # -- SLURM queries ------------------------------------------------------------------------
+    # -- SLURM, through aifkit.slurm ----------------------------------------------------------
 
-    async def _slurm(self, command: str) -> str:
-        """A SLURM client command run as the learner (exec_prefix); stdout, or "" on failure."""
-        subvars = self.get_req_subvars()
-        prefix = format_template(self.exec_prefix, **subvars)
+    async def run_command(self, cmd: str, input: str | None = None, env: Any = None) -> str:
+        """batchspawner's run_command with a time limit: stdout, or RuntimeError(stderr).
+
+        The command runs in its own process group: on timeout the whole group is killed, the
+        shell and what it started (as far as the hub's user may), and the hub waits 2 s at most.
+        """
+        proc = await asyncio.create_subprocess_shell(
+            cmd,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
-            out: str = await self.run_command(f"{prefix} {command}")
-        except Exception as error:  # the job or the controller may be gone: report, not fail
-            self.log.warning("%s failed: %s", command, error)
-            return ""
-        return out.strip()
+            out, err = await asyncio.wait_for(
+                proc.communicate(input.encode() if input else None), self.slurm_timeout
+            )
+        except TimeoutError:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 2)
+            raise RuntimeError(slurm.no_answer(cmd, self.slurm_timeout)) from None
+        if proc.returncode != 0:
+            raise RuntimeError(err.decode(errors="replace").strip())
+        return out.decode(errors="replace").strip()
 
-    async def job_field(self, job_id: str, fmt: str) -> str:
-        """One squeue field of a job in any state (``-t all``: finished jobs too)."""
-        return await self._slurm(f"squeue -h -t all -j {job_id} -o '{fmt}'")
+    def parse_job_id(self, output: str) -> str:
+        return slurm.parse_job_id(output)
+
+    def slurm_job(self) -> slurm.JobStatus | None:
+        """The job as the last query saw it (``scontrol show job``), None if SLURM did not say."""
+        found = slurm.parse_scontrol(self.job_status or "")
+        return found[0] if found else None
+
+    def state_ispending(self) -> bool:
+        job = self.slurm_job()
+        return job is not None and job.pending
+
+    def state_isrunning(self) -> bool:
+        job = self.slurm_job()
+        return job is not None and job.running
+
+    def state_isunknown(self) -> bool:
+        return slurm.controller_unreachable(self.job_status or "")
+
+    def state_gethost(self) -> str:
+        job = self.slurm_job()
+        return job.host if job is not None else ""
 
     def log_tail(self, since: float) -> str:
         """The job's log, its last lines, when it was written by this job (after ``since``)."""
@@ -204,7 +236,7 @@ class FactorySlurmSpawner(SlurmSpawner):
             self.forget_job()
             raise SlurmSpawnError(
                 f"SLURM rejected the request for profile {self.profile_name}: "
-                f"{sbatch_message(str(error))}. Pick a smaller profile or ask the support team."
+                f"{slurm.sbatch_message(str(error))}. Pick a smaller profile or ask the support team."
             ) from error
         if not self.job_id:
             raise SlurmSpawnError(
@@ -212,7 +244,6 @@ class FactorySlurmSpawner(SlurmSpawner):
             )
         job_id = self.job_id
         self.save_state_now()
-        next_reason = 0.0
         while True:  # queued until it runs
             status = await self.query_job_status()
             if status == JobStatus.RUNNING:
@@ -220,9 +251,8 @@ class FactorySlurmSpawner(SlurmSpawner):
             if status not in (JobStatus.PENDING, JobStatus.UNKNOWN):
                 await self._ended(job_id, wall_began)
             waited = time.monotonic() - began
-            if waited >= next_reason:
-                self._pending_reason = await self.job_field(job_id, "%r")
-                next_reason = waited + 5
+            job = self.slurm_job()
+            self._pending_reason = job.reason if job is not None else self._pending_reason
             if waited >= limit:
                 await self._give_up_pending(job_id, waited)
             await asyncio.sleep(self.startup_poll_interval)
@@ -288,7 +318,7 @@ class FactorySlurmSpawner(SlurmSpawner):
             self.log.warning("scancel %s: %s", self.job_id, error)
 
     async def _give_up_pending(self, job_id: str, waited: float) -> None:
-        reason = await self.job_field(job_id, "%r") or self._pending_reason or "unknown"
+        reason = self._pending_reason or "unknown"
         await self._cancel_quietly()
         self.forget_job()
         raise SlurmSpawnError(
@@ -297,7 +327,8 @@ class FactorySlurmSpawner(SlurmSpawner):
         )
 
     async def _ended(self, job_id: str, since: float) -> None:
-        state = await self.job_field(job_id, "%T, reason %r") or "no longer known to SLURM"
+        job = self.slurm_job()
+        state = f"{job.state}, reason {job.reason}" if job else "no longer known to SLURM"
         self.forget_job()
         raise SlurmSpawnError(
             f"Your job {job_id} ended before the server started (state {state}); "
@@ -327,4 +358,4 @@ class FactorySlurmSpawner(SlurmSpawner):
             await asyncio.sleep(1)
 
 
-__all__ = ["FactorySlurmSpawner", "SlurmSpawnError", "sbatch_message", "start_deadline"]
+__all__ = ["FactorySlurmSpawner", "SlurmSpawnError", "start_deadline"]
