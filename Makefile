@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml kernels/aifkit/kernel.json
+$(STAMP): requirements.lock pyproject.toml src/aifkit/data/jupyter/kernels/aifkit/kernel.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aifkit needs Python >= 3.11 (nbgrader 0.9.6 does); set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock

@@ -505,7 +505,7 @@ def write_config(work: Path, options: Options) -> Path:
         course_root=str(course),
         release=[],
     )
-    path = work / "hub" / "config.yml"  # schema.load takes the base from parents[2]
+    path = work / "hub" / "config.yml"  # every path in it is absolute
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

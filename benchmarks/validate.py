@@ -36,13 +36,14 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(REPO / "src"))
     from aifkit.notebooks.reading import find_notebooks
+    from aifkit.resources import jupyter_data_dir
 
     notebooks = find_notebooks([Path(a) for a in argv] or [REPO / "courses"])
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "JUPYTER_PATH": os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("JUPYTER_PATH")) if p
+            p for p in (str(jupyter_data_dir()), os.environ.get("JUPYTER_PATH")) if p
         ),
     }
     with tempfile.TemporaryDirectory(prefix="aifkit-bench-") as scratch:

@@ -1,7 +1,7 @@
 """Fixture catalogue: notebook builders and the environment every test shares.
 
-Notebooks are built in ``tmp_path`` from cells, never written into the source tree. The repo
-root goes on JUPYTER_PATH so that the repo's own ``kernels/aifkit`` kernelspec is the one used.
+Notebooks are built in ``tmp_path`` from cells, never written into the source tree. aifkit's
+Jupyter data folder goes on JUPYTER_PATH so that its own ``aifkit`` kernelspec is the one used.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import nbformat
 import pytest
 from builders import REPO, answer, build, code, grader_cell
 
+from aifkit.resources import jupyter_data_dir
+
 pytest_plugins = ["postgres_fixture", "hub_fixture"]
 
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
-    p for p in (str(REPO), os.environ.get("JUPYTER_PATH", "")) if p
+    p for p in (str(jupyter_data_dir()), os.environ.get("JUPYTER_PATH", "")) if p
 )
 
 

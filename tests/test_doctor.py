@@ -7,15 +7,14 @@ from pathlib import Path
 import pytest
 
 from aifkit import doctor, launcher
-
-REPO = Path(__file__).resolve().parents[1]
+from aifkit.resources import jupyter_data_dir
 
 
 @pytest.fixture(autouse=True)
-def _two_cpus_and_repo_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test sees 2 usable CPUs and the repository's kernelspec (JUPYTER_PATH=repo)."""
+def _two_cpus_and_aifkit_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees 2 usable CPUs and aifkit's own kernelspec (on JUPYTER_PATH)."""
     monkeypatch.setattr(launcher, "affinity_count", lambda: 2)
-    monkeypatch.setenv("JUPYTER_PATH", str(REPO))
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_data_dir()))
 
 
 def _slurm_tools(tmp_path: Path) -> str:

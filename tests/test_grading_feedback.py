@@ -220,6 +220,29 @@ def test_allow_list_keeps_safe_images_and_links() -> None:
     assert sanitize_html(kept) == kept  # syntax highlighting survives
 
 
+def test_style_keeps_only_the_allowed_properties() -> None:
+    """Does a style attribute keep colour and alignment but lose position, url() and the rest?"""
+    hostile = "color: red; position: fixed; top: 0; background-image: url(javascript:alert(1))"
+    assert sanitize_html(f'<span style="{hostile}">s</span>') == '<span style="color:red">s</span>'
+    kept = sanitize_html('<p style="text-align:center;font-weight:bold;z-index:9">c</p>')
+    assert kept == '<p style="text-align:center;font-weight:bold">c</p>'
+    emptied = sanitize_html('<div style="width: 100vw; height: 100vh">x</div>')
+    assert emptied in ("<div>x</div>", '<div style="">x</div>')
+
+
+def test_parsed_as_a_browser_parses() -> None:
+    """Does script hidden in other tags' content (as a browser would parse it) come out inert?"""
+    for hidden in (
+        "<noscript><img src=x onerror=alert(1)></noscript>",
+        "<template><script>alert(1)</script></template>",
+        "<textarea><script>alert(1)</script></textarea>",
+        "<svg><style><img src=x onerror=alert(1)></style></svg>",
+        '<math><mtext><table><mglyph><style><img src=x onerror="alert(1)">',
+    ):
+        page = sanitize_html(f"<p>a{hidden}</p>")
+        assert page.startswith("<p>a") and not re.search("script|onerror|alert", page), page
+
+
 def test_feedback_config_wires_the_preprocessors() -> None:
     c = feedback_config(Config())
     names = [p.__name__ for p in c.GenerateFeedback.preprocessors]

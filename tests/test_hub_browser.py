@@ -274,7 +274,7 @@ def learner_journey(journey: Journey, browser: Any, hub: LocalHub) -> None:
             listed_there = str(config.get(key))
             missing = [p for p in LOCKED_PLUGINS if p not in listed_there]
             assert not missing, (
-                f"the learner's lab lacks {missing} in {key}: hub-config/singleuser/learner/"
+                f"the learner's lab lacks {missing} in {key}: aifkit/data/hub/singleuser/learner/"
                 f"labconfig/page_config.json was not applied; {key}={listed_there}"
             )
         # and the server side agrees: no formgrader on the learner's server, none as a service

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
+from aifkit import resources
 from aifkit.hub import check, schema
 from aifkit.hub import secrets as hub_secrets
 from aifkit.hub.schema import HubConfigError
@@ -113,7 +114,7 @@ def provision(tmp_path: Path, profile: str) -> Path:
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(move(data)))
     config = schema.load(path)
-    assert config.base == tmp_path.resolve()
+    assert config.base == path.parent.resolve(), "relative paths: from the file's folder"
     hub_secrets.ensure(config)  # cookie secret, proxy token, password: what the hub makes
     if config.oidc is not None:
         write(Path(config.oidc.client_secret_file))
@@ -150,11 +151,12 @@ def test_shipped_profiles_unprovisioned_have_no_errors(tmp_path: Path) -> None:
 def test_shipped_python_configs_check_like_their_yaml(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: str
 ) -> None:
-    """Is jupyterhub_config.py (what JupyterHub loads) seen as its YAML, secret files included?"""
+    """Is the jupyterhub_config.py aifkit ships (what JupyterHub loads) seen as its YAML?"""
     path = provision(tmp_path, profile)
     monkeypatch.setenv("AIFKIT_HUB_CONFIG", str(path))
-    c, context = check.load(SHIPPED / profile)
+    c, context = check.load(resources.hub_config_file())
     yaml_c, yaml_context = check.load(path)
+    assert check.load(path.parent)[1] == yaml_context, "a folder means its config.yml"
     assert context.profile == profile
     assert context.secret_files == {
         k.replace(" in config.yml", " in the hub YAML"): v

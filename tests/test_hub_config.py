@@ -13,6 +13,7 @@ import yaml
 from builders import REPO
 from traitlets.config import Config
 
+from aifkit import resources
 from aifkit.hub import apply, schema, secrets
 from aifkit.hub.schema import HubConfigError
 
@@ -103,7 +104,10 @@ def test_pre_spawn_hook_picks_the_role_config(
         home_dir=str(tmp_path / user),
     )
     hook(spawner)
-    assert spawner.environment["JUPYTER_CONFIG_PATH"].endswith(f"hub-config/singleuser/{role}")
+    config_path = Path(spawner.environment["JUPYTER_CONFIG_PATH"])
+    assert config_path == resources.singleuser_config_dir(role)
+    assert (config_path / "jupyter_server_config.py").is_file()
+    assert (config_path / "labconfig" / "page_config.json").is_file()
     assert "JUPYTER_CONFIG_DIR" not in spawner.environment, "the shared folder is never written"
     assert Path(spawner.home_dir).is_dir()
 
@@ -127,6 +131,25 @@ def test_factory_profile_uses_slurm_oidc_https_postgres() -> None:
     assert c.JupyterHub.ssl_cert.endswith("fullchain.pem")
     assert c.JupyterHub.db_url.startswith("postgresql://")
     assert c.JupyterHub.cleanup_servers is False, "learners' jobs outlive a hub restart"
+
+
+def test_relative_paths_are_taken_from_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Are state_dir and course_root relative to the YAML's folder, wherever the command runs?"""
+    folder = tmp_path / "site" / "hub"
+    folder.mkdir(parents=True)
+    data = yaml.safe_load(LOCAL.read_text())
+    data.update(state_dir="state", course_root="../course")
+    (folder / "config.yml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path / "site")
+    config = schema.load(Path("hub/config.yml"))
+    monkeypatch.chdir(tmp_path)  # later work elsewhere must not move them
+    assert config.state == folder / "state"
+    assert config.course.resolve() == tmp_path / "site" / "course"
+    assert config.path("secrets/proxy_token") == folder / "state" / "secrets" / "proxy_token"
+    shipped = schema.load(LOCAL)  # ../.. from hub-config/local: this repository
+    assert shipped.course.resolve() == REPO and shipped.state.resolve() == REPO / "build" / "hub"
 
 
 def test_secrets_are_made_private_once_and_exposed_ones_refused(tmp_path: Path) -> None:

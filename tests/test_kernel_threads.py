@@ -14,8 +14,7 @@ import nbformat
 import pytest
 
 from aifkit import launcher
-
-REPO = Path(__file__).resolve().parents[1]
+from aifkit.resources import jupyter_data_dir
 
 PROBE = """\
 import json, os
@@ -47,7 +46,7 @@ def test_kernel_uses_the_allocations_threads(tmp_path: Path) -> None:
     env.update(
         SLURM_CPUS_PER_TASK="3",  # more than this 2-core runner: the allocation's word must win
         SLURM_JOB_ID="777",
-        JUPYTER_PATH=str(REPO),  # the repository's kernels/aifkit, no install needed
+        JUPYTER_PATH=str(jupyter_data_dir()),  # aifkit's own kernelspec, no install needed
     )
     done = subprocess.run(
         [sys.executable, "-m", "papermill", str(source), str(executed), "--cwd", str(tmp_path)],
@@ -72,7 +71,7 @@ def test_kernel_keeps_the_launchers_pid_so_interrupts_reach_it(
     """Is the kernel the very process Jupyter started (exec), so an interrupt stops a cell?"""
     from jupyter_client.manager import start_new_kernel
 
-    monkeypatch.setenv("JUPYTER_PATH", str(REPO))
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_data_dir()))
     manager, client = start_new_kernel(kernel_name="aifkit", startup_timeout=120)
     try:
         out: list[str] = []

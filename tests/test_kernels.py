@@ -1,4 +1,4 @@
-"""Kernelspecs: the repository's kernels/aifkit, installed where Jupyter finds it."""
+"""Kernelspecs: the ``aifkit`` kernelspec the package ships, installed where Jupyter finds it."""
 
 from __future__ import annotations
 
@@ -9,27 +9,28 @@ from pathlib import Path
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 
-from aifkit import kernels
-from aifkit.errors import KernelSpecError
+import aifkit
+from aifkit import kernels, resources
+from aifkit.errors import KernelSpecError, ResourceError
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def test_repository_kernelspec_is_the_ai_factory_kernel() -> None:
-    """Does kernels/aifkit/kernel.json start the aifkit launcher with the debugger enabled?"""
+def test_shipped_kernelspec_is_the_ai_factory_kernel() -> None:
+    """Does the package's aifkit/kernel.json start the launcher with the debugger enabled?"""
     spec = json.loads((kernels.kernels_dir() / "aifkit" / "kernel.json").read_text())
     assert spec["display_name"] == "Python 3 (AI Factory)"
     assert spec["language"] == "python"
     assert spec["argv"] == ["python", "-m", "aifkit.launcher", "-f", "{connection_file}"]
     assert spec["metadata"] == {"debugger": True}
     assert spec["interrupt_mode"] == "signal"
-    assert kernels.kernels_dir() == REPO / "kernels"
+    package = Path(aifkit.__file__).parent
+    assert kernels.kernels_dir() == package / "data" / "jupyter" / "kernels"
+    assert kernels.sources() == {"aifkit": kernels.kernels_dir() / "aifkit"}
 
 
-def test_repo_root_works_as_a_jupyter_path_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With JUPYTER_PATH=<repo root>, does jupyter_client find <repo>/kernels/aifkit?"""
-    monkeypatch.setenv("JUPYTER_PATH", str(REPO))
-    assert kernels.list_installed()["aifkit"] == REPO / "kernels" / "aifkit"
+def test_package_data_works_as_a_jupyter_path_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With JUPYTER_PATH=<the package's jupyter data folder>, is aifkit found uninstalled?"""
+    monkeypatch.setenv("JUPYTER_PATH", str(resources.jupyter_data_dir()))
+    assert kernels.list_installed()["aifkit"] == kernels.kernels_dir() / "aifkit"
     spec = KernelSpecManager().get_kernel_spec("aifkit")
     assert spec.display_name == "Python 3 (AI Factory)"
 
@@ -93,19 +94,24 @@ def test_permission_denied_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> N
         kernels.install()
 
 
-def test_missing_kernels_folder_says_how_to_fix(
+def test_package_without_its_data_says_how_to_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Outside a checkout (no kernels/ folder), is the error clear about the fix?"""
-    monkeypatch.setattr(kernels, "__file__", str(tmp_path / "src" / "aifkit" / "kernels.py"))
-    with pytest.raises(KernelSpecError, match="checkout"):
-        kernels.kernels_dir()
+    """Installed without its package data, is the error clear about the fix (reinstall)?"""
+    bare = tmp_path / "site-packages" / "aifkit"
+    bare.mkdir(parents=True)
+    monkeypatch.setattr(resources, "files", lambda package: bare)
+    with pytest.raises(ResourceError, match=r"missing from the installed aifkit.*reinstall"):
+        kernels.install(prefix=str(tmp_path / "prefix"))
+    (bare / "data" / "jupyter" / "kernels").mkdir(parents=True)  # the folder, but no spec in it
+    with pytest.raises(KernelSpecError, match=r"no kernelspec.*reinstall aifkit"):
+        kernels.sources()
 
 
 def test_broken_kernel_json_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Is a malformed kernel.json named in the error instead of being installed?"""
     (tmp_path / "kernels" / "aifkit").mkdir(parents=True)
     (tmp_path / "kernels" / "aifkit" / "kernel.json").write_text("{not json")
-    monkeypatch.setattr(kernels, "__file__", str(tmp_path / "src" / "aifkit" / "kernels.py"))
+    monkeypatch.setattr(kernels, "kernels_dir", lambda: tmp_path / "kernels")
     with pytest.raises(KernelSpecError, match=r"kernel\.json"):
         kernels.install(prefix=str(tmp_path / "prefix"))

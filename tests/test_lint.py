@@ -147,7 +147,7 @@ def test_markers_outside_their_cells(write_nb) -> None:
 
 
 def test_unknown_kernelspec(write_nb) -> None:
-    """Is a notebook on a kernel that kernels/ does not ship flagged?"""
+    """Is a notebook on a kernel that aifkit does not ship flagged?"""
     path = write_nb("kernel", [code("x = 1")])
     nb = nbformat.read(path, 4)
     nb.metadata["kernelspec"] = {

@@ -45,7 +45,7 @@ def kernels() -> None:
 @click.option("--sys-prefix", is_flag=True, help="Install into this Python environment.")
 @click.option("--prefix", type=click.Path(file_okay=False), help="Install under this prefix.")
 def kernels_install(user: bool, sys_prefix: bool, prefix: str | None) -> None:
-    """Install the kernelspecs from kernels/ (e.g. 'Python 3 (AI Factory)')."""
+    """Install the kernelspecs aifkit ships (e.g. 'Python 3 (AI Factory)')."""
     from aifkit import kernels as kernels_mod
 
     try:

@@ -27,3 +27,7 @@ class LauncherError(AifkitError):
 
 class FactsError(AifkitError):
     """A factory fact is unknown, or the facts data file is missing or malformed."""
+
+
+class ResourceError(AifkitError):
+    """A file the aifkit package ships is missing, or the package is not installed as files."""

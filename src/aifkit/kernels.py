@@ -1,8 +1,8 @@
-"""Install and list the kernelspecs of the repository's ``kernels/`` folder.
+"""Install and list the kernelspecs aifkit ships (package data: ``aifkit/data/jupyter/kernels/``).
 
-Each sub-folder of ``kernels/`` holding a ``kernel.json`` is one kernelspec (``kernels/aifkit``
-runs ``python -m aifkit.launcher``). Installing copies it where Jupyter looks, replacing an
-older copy; a checkout can also be used in place with ``JUPYTER_PATH=<repo root>``.
+Each sub-folder of that folder holding a ``kernel.json`` is one kernelspec (``aifkit`` runs
+``python -m aifkit.launcher``). Installing copies it where Jupyter looks, replacing an older
+copy; ``JUPYTER_PATH=<resources.jupyter_data_dir()>`` uses it in place, uninstalled.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager
 
-from aifkit.errors import KernelSpecError
+from aifkit import resources
+from aifkit.errors import AifkitError, KernelSpecError
 
 KERNEL_NAME = "aifkit"
 _QUIET = logging.getLogger("aifkit.kernels")
@@ -23,38 +24,40 @@ _QUIET.propagate = False
 
 
 def kernels_dir() -> Path:
-    """The repository's ``kernels/`` folder (aifkit must be installed from a checkout)."""
-    path = Path(__file__).resolve().parents[2] / "kernels"
-    if not path.is_dir():
-        raise KernelSpecError(
-            f"no kernels/ folder at {path}: aifkit's kernelspecs ship with the repository; "
-            "install aifkit from a checkout (`pip install -e <repo>`) and run this again"
-        )
-    return path
+    """The folder of the kernelspecs this aifkit ships (inside the installed package)."""
+    return resources.jupyter_data_dir() / "kernels"
 
 
 def sources() -> dict[str, Path]:
     """Kernelspec name -> source folder, for every valid kernelspec under ``kernels_dir()``."""
     found: dict[str, Path] = {}
-    for spec_dir in sorted(p for p in kernels_dir().iterdir() if (p / "kernel.json").is_file()):
+    folder = kernels_dir()
+    specs = (
+        sorted(p for p in folder.iterdir() if (p / "kernel.json").is_file())
+        if folder.is_dir()
+        else []
+    )
+    for spec_dir in specs:
         spec_file = spec_dir / "kernel.json"
         try:
             spec = json.loads(spec_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise KernelSpecError(f"{spec_file} is not valid JSON ({exc}): fix the file") from exc
         if not isinstance(spec, dict) or not spec.get("argv"):
-            raise KernelSpecError(f"{spec_file} has no 'argv' list: compare with kernels/aifkit")
+            raise KernelSpecError(
+                f"{spec_file} has no 'argv' list: reinstall aifkit to restore its kernelspecs"
+            )
         found[spec_dir.name.lower()] = spec_dir
     if not found:
         raise KernelSpecError(
-            f"no kernelspec (a folder with kernel.json) under {kernels_dir()}: "
-            "restore kernels/aifkit/kernel.json from git"
+            f"no kernelspec (a folder with kernel.json) under {folder}: reinstall aifkit "
+            "(`pip install --force-reinstall aifkit`, or `pip install -e .` in a checkout)"
         )
     return found
 
 
 def install(*, user: bool = False, sys_prefix: bool = False, prefix: str | None = None) -> Path:
-    """Install every kernelspec of ``kernels/`` and return the folder they were copied into.
+    """Install every kernelspec aifkit ships and return the folder they were copied into.
 
     At most one target: ``user`` (~/.local/share/jupyter), ``sys_prefix`` (this Python's
     environment, what a site admin wants), ``prefix`` (PREFIX/share/jupyter); none means the
@@ -94,10 +97,10 @@ def on_search_path(folder: Path) -> bool:
 
 
 def is_current(resource_dir: Path, name: str = KERNEL_NAME) -> bool:
-    """Whether an installed kernelspec's kernel.json equals the repository's copy."""
+    """Whether an installed kernelspec's kernel.json equals the one this aifkit ships."""
     try:
         installed = json.loads((resource_dir / "kernel.json").read_text(encoding="utf-8"))
         source = json.loads((kernels_dir() / name / "kernel.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, KernelSpecError):
+    except (OSError, ValueError, AifkitError):
         return False
     return bool(installed == source)

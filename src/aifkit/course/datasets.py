@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import sys
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from aifkit.errors import AifkitError
 
-SAMPLES_DIR = Path(__file__).parent.parent / "data" / "samples"
+SAMPLES_DIR = Path(str(resources.files("aifkit") / "data" / "samples"))  # package data
 MANIFEST = SAMPLES_DIR / "SHA256SUMS"
 
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import yaml
 
 from aifkit.errors import AifkitError
 
-SITES_DIR = Path(__file__).parent.parent / "data" / "sites"
+SITES_DIR = Path(str(resources.files("aifkit") / "data" / "sites"))  # package data
 DEFAULT_SITE = "local"
 ENV_SITE = "AIFKIT_SITE"
 _SITE_KEYS = {

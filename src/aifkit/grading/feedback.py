@@ -20,9 +20,7 @@ import json
 import re
 from typing import Any
 
-import bleach
-from bleach.css_sanitizer import CSSSanitizer
-from bs4 import BeautifulSoup
+import nh3
 from nbconvert.exporters.exporter import ResourcesDict
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbformat import NotebookNode
@@ -166,13 +164,28 @@ ALLOWED_TAGS = frozenset(
     | {"ol", "p", "pre", "q", "s", "samp", "small", "span", "strong", "sub", "summary", "sup"}
     | {"table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul", "var"}
 )
-# Dropped with their content before bleach strips what is left of unknown tags.
-DROPPED_TAGS = ["script", "style", "iframe", "frame", "frameset", "object", "embed", "applet"]
-DROPPED_TAGS += ["noscript", "template", "form", "textarea", "select", "button", "input"]
-DROPPED_TAGS += ["link", "meta", "base", "svg", "math", "audio", "video", "canvas", "portal"]
-DROPPED_TAGS += ["noembed", "noframes"]
-ALLOWED_CSS = ["text-align", "vertical-align", "color", "background-color", "font-weight"]
-ALLOWED_CSS += ["font-style", "text-decoration", "white-space"]
+# Dropped with their content; any other unknown tag is stripped and its text kept.
+DROPPED_TAGS = frozenset(
+    {"script", "style", "iframe", "frame", "frameset", "object", "embed", "applet"}
+    | {"noscript", "template", "form", "textarea", "select", "button", "input"}
+    | {"link", "meta", "base", "svg", "math", "audio", "video", "canvas", "portal"}
+    | {"noembed", "noframes"}
+)
+ALLOWED_CSS = frozenset(
+    {"text-align", "vertical-align", "color", "background-color", "font-weight"}
+    | {"font-style", "text-decoration", "white-space"}
+)
+# Attributes that may pass at all; _allow_attribute then judges each value.
+_ATTRIBUTES = {
+    "*": {"title", "class", "style"},
+    **{f"h{level}": {"id"} for level in range(1, 7)},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan", "align"},
+    "th": {"colspan", "rowspan", "align"},
+    "ol": {"start"},
+    "details": {"open"},
+}
 _DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]+", re.IGNORECASE)
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):")
 _NUMBER = re.compile(r"\d{1,5}%?")
@@ -193,7 +206,7 @@ def _allow_attribute(tag: str, name: str, value: str) -> bool:
     if name == "class":
         return all(_CLASS.fullmatch(token) for token in value.split())
     if name == "style":
-        return True  # property-filtered by the CSS sanitizer
+        return True  # nh3 keeps only the ALLOWED_CSS properties
     if name == "id":
         return tag in {"h1", "h2", "h3", "h4", "h5", "h6"}
     if tag == "a" and name == "href":
@@ -210,22 +223,26 @@ def _allow_attribute(tag: str, name: str, value: str) -> bool:
     return (tag, name) in {("ol", "start"), ("details", "open"), ("td", "align"), ("th", "align")}
 
 
-_CLEANER = bleach.Cleaner(
-    tags=ALLOWED_TAGS,
-    attributes=_allow_attribute,
-    protocols={"http", "https", "mailto", "data"},
-    strip=True,
+def _filter_attribute(tag: str, name: str, value: str) -> str | None:
+    return value if _allow_attribute(tag, name, value) else None
+
+
+# nh3 (ammonia) parses as browsers do (html5ever), so what it keeps is what a browser would see.
+_CLEANER = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    clean_content_tags=set(DROPPED_TAGS),
+    attributes=_ATTRIBUTES,
+    attribute_filter=_filter_attribute,
+    url_schemes={"http", "https", "mailto", "data"},
     strip_comments=True,
-    css_sanitizer=CSSSanitizer(allowed_css_properties=ALLOWED_CSS),
+    link_rel=None,  # links keep the attributes they had; no rel is added
+    filter_style_properties=set(ALLOWED_CSS),
 )
 
 
 def sanitize_html(fragment: str) -> str:
     """An HTML fragment reduced to an explicit allow-list: no script, handler or active URL."""
-    soup = BeautifulSoup(fragment, "html.parser")
-    for element in soup.find_all(DROPPED_TAGS):
-        element.decompose()
-    return str(_CLEANER.clean(str(soup)))
+    return _CLEANER.clean(fragment)
 
 
 def render_markdown(source: str, attachments: dict[str, Any] | None = None) -> str:

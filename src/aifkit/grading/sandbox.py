@@ -83,11 +83,9 @@ def python_paths() -> list[Path]:
 
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
     paths.add(Path(sysconfig.get_paths()["purelib"]))
-    paths.add(Path(aifkit.__file__).resolve().parents[1])  # src/ of an editable install
-    from aifkit.kernels import kernels_dir
-
-    with contextlib.suppress(Exception):
-        paths.add(kernels_dir())  # the kernelspecs notebooks may list (a04)
+    # The folder aifkit is imported from (site-packages, or src/ of an editable install), and
+    # with it the package data: the kernelspecs notebooks may list (a04) are in there.
+    paths.add(Path(aifkit.__file__).resolve().parent.parent)
     resolved = sorted({p.resolve() for p in paths if p.exists()})
     # keep only outermost folders: binding a parent already shows its children
     return [p for p in resolved if not any(q != p and q in p.parents for q in resolved)]

@@ -1,8 +1,8 @@
 """Turn a ``HubConfig`` into JupyterHub settings: a pure function of the config and its secrets.
 
 ``apply(config, c, secrets)`` only assigns traits on ``c``; it reads no file and starts nothing,
-so tests check the resulting settings without a hub. ``hub-config/<profile>/jupyterhub_config.py``
-is three lines: load the YAML, load the secrets, apply.
+so tests check the resulting settings without a hub. The ``jupyterhub_config.py`` aifkit ships
+(``resources.hub_config_file()``) is three lines: load the YAML, load the secrets, apply.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from aifkit import resources
 from aifkit.hub.schema import HubConfig
 
 # What single-user servers keep from the hub's environment. JupyterHub >= 5.2 keeps almost
@@ -28,7 +29,6 @@ ENV_KEEP = [
     "JUPYTERHUB_SINGLEUSER_APP",
 ]
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
-SINGLEUSER_CONFIG = Path(__file__).resolve().parents[3] / "hub-config" / "singleuser"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def role_environment(config: HubConfig, role: str) -> dict[str, str]:
     """The environment of a learner's or instructor's server (and of the formgrader)."""
     return {
         # searched, never written: each user's own settings stay in their ~/.jupyter
-        "JUPYTER_CONFIG_PATH": str(SINGLEUSER_CONFIG / role),
+        "JUPYTER_CONFIG_PATH": str(resources.singleuser_config_dir(role)),
         "AIFKIT_COURSE_ID": config.course_id,
         "AIFKIT_EXCHANGE": str(config.exchange_root),
         "AIFKIT_COURSE_ROOT": str(config.course),

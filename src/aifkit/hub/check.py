@@ -128,8 +128,9 @@ class Context:
 def load(path: Path) -> tuple[Config, Context]:
     """The Config JupyterHub would load from ``path`` (a .py or our .yml file, or their folder)."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "jupyterhub_config.py"
+    if path.is_dir():  # our config.yml, else a hand-written jupyterhub_config.py
+        yaml_file = path / "config.yml"
+        path = yaml_file if yaml_file.is_file() else path / "jupyterhub_config.py"
     if not path.is_file():
         raise HubConfigError(f"{path}: no such hub configuration file")
     if path.suffix in (".yml", ".yaml"):
@@ -140,8 +141,7 @@ def load(path: Path) -> tuple[Config, Context]:
 
 
 def _load_yaml(path: Path) -> tuple[Config, Context]:
-    parents = path.resolve().parents  # schema's default base (the repository) is 2 folders up
-    hub = schema.load(path, base=parents[2] if len(parents) > 2 else parents[0])
+    hub = schema.load(path)
     secrets = apply.Secrets(
         proxy_token=_read_secret(hub.path(hub.proxy_token_file)),
         user_password=_read_secret(hub.path(hub.password_file))

@@ -1,4 +1,4 @@
-"""``aifkit hub ...``: run the local training hub, lint a hub configuration."""
+"""``aifkit hub ...``: run a hub from its YAML, lint a hub configuration, show aifkit's hub files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from aifkit.errors import AifkitError
+from aifkit.hub import require_jupyterhub
 
 LOCAL = Path("hub-config/local/config.yml")
 
@@ -27,10 +28,14 @@ def hub() -> None:
     help="Hub configuration (YAML, see hub-config/).",
 )
 def run(config_path: Path) -> None:
-    """Start the hub on its configured address; Ctrl-C stops it and everything it started."""
-    from aifkit.hub.run import serve
+    """Start the hub on its configured address; Ctrl-C stops it and everything it started.
 
+    Relative paths in the YAML (state_dir, course_root, ...) are taken from its folder.
+    """
     try:
+        require_jupyterhub()
+        from aifkit.hub.run import serve
+
         sys.exit(serve(config_path, announce=lambda line: click.echo(line, err=False)))
     except AifkitError as error:
         click.secho(f"error: {error}", fg="red", err=True)
@@ -42,10 +47,29 @@ def run(config_path: Path) -> None:
 @click.option("--profile", type=click.Choice(["local", "factory"]), default=None)
 def check(path: Path, profile: str | None) -> None:
     """Report every insecure or broken setting of a hub configuration, with its fix."""
-    from aifkit.hub.check import main_check
+    try:
+        require_jupyterhub()
+        from aifkit.hub.check import main_check
+
+        sys.exit(main_check(path, profile))
+    except AifkitError as error:
+        click.secho(f"error: {error}", fg="red", err=True)
+        sys.exit(2)
+
+
+@hub.command()
+def paths() -> None:
+    """Where the installed aifkit keeps the hub's files (they are not edited per site).
+
+    A site that runs JupyterHub itself: AIFKIT_HUB_CONFIG=/etc/.../config.yml jupyterhub -f
+    <jupyterhub_config.py below>.
+    """
+    from aifkit import resources
 
     try:
-        sys.exit(main_check(path, profile))
+        click.echo(f"jupyterhub_config.py  {resources.hub_config_file()}")
+        for role in ("learner", "instructor"):
+            click.echo(f"singleuser {role:11} {resources.singleuser_config_dir(role)}")
     except AifkitError as error:
         click.secho(f"error: {error}", fg="red", err=True)
         sys.exit(2)

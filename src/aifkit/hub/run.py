@@ -24,13 +24,13 @@ from typing import Any
 
 import psutil
 
+from aifkit import resources
 from aifkit.hub import secrets
 from aifkit.hub.schema import HubConfig, HubConfigError, load
 
 CHP_VERSION = "5.3.0"
 HEALTH_TIMEOUT_S = 120.0
 STOP_GRACE_S = 30.0  # then whatever JupyterHub has not stopped yet is killed
-REPO = Path(__file__).resolve().parents[3]
 
 
 def proxy_bin(config: HubConfig, announce: Callable[[str], None] = print) -> Path:
@@ -205,11 +205,11 @@ def start(config_path: Path, announce: Callable[[str], None] = print) -> Hub:
         "PATH": os.pathsep.join([str(venv_bin), str(chp), os.environ.get("PATH", "")]),
         "AIFKIT_HUB_CONFIG": str(Path(config_path).resolve()),
     }
-    profile_file = REPO / "hub-config" / config.profile / "jupyterhub_config.py"
     log = config.state / "jupyterhub.log"
     with open(log, "ab") as stream:
         process = subprocess.Popen(
-            [str(venv_bin / "jupyterhub"), "-f", str(profile_file)],
+            # this Python's JupyterHub (no script on PATH needed) and aifkit's one config file
+            [sys.executable, "-m", "jupyterhub", "-f", str(resources.hub_config_file())],
             cwd=config.state,
             env=env,
             stdout=stream,

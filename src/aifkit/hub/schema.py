@@ -53,7 +53,7 @@ class HubConfig:
     """Everything that differs between the local training hub and the factory hub."""
 
     profile: str  # local | factory
-    base: Path  # the folder relative paths are taken from (the repository root)
+    base: Path  # the folder relative paths are taken from (the config file's folder)
     bind_url: str = "http://127.0.0.1:8000"
     state_dir: str = "build/hub"
     db_url: str = ""  # empty: SQLite in the state folder
@@ -196,7 +196,7 @@ def _check(config: HubConfig, source: str) -> None:
 
 
 def load(path: Path, *, base: Path | None = None) -> HubConfig:
-    """Read ``path``; relative paths in it are taken from ``base`` (default: its repository)."""
+    """Read ``path``; relative paths in it are taken from ``base`` (default: the file's folder)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -204,7 +204,4 @@ def load(path: Path, *, base: Path | None = None) -> HubConfig:
         raise HubConfigError(f"{path}: cannot read the hub configuration: {error}") from None
     except yaml.YAMLError as error:
         raise HubConfigError(f"{path}: not valid YAML: {error}") from None
-    if base is None:  # hub-config/<profile>/config.yml sits two folders below the repository
-        parents = path.resolve().parents
-        base = parents[2] if len(parents) > 2 else parents[-1]
-    return parse(data, source=str(path), base=base)
+    return parse(data, source=str(path), base=path.resolve().parent if base is None else base)

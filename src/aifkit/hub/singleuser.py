@@ -4,13 +4,27 @@ jsonschema imports ``rfc3987_syntax`` when it is installed (an extra of jupyter-
 builds some 35 parsers on every start only to check the 'iri' string format that no Jupyter
 schema uses. Skipping it halves the CPU a server start costs (6.3 s -> 3.3 s measured by
 benchmarks/hub_load.py on 2 cores); jsonschema then leaves that one format unchecked.
+
+The ``aifkit-singleuser`` script is installed with aifkit but needs the ``[hub]`` extra; without
+JupyterHub it says what to install instead of failing on an import.
 """
 
 import sys
 
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from jupyterhub.singleuser import main  # noqa: E402 - after the import is blocked
+def main() -> int | None:
+    """Run jupyterhub-singleuser (its command line) with the slow import blocked."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    try:
+        from jupyterhub.singleuser import main as singleuser_main
+    except ImportError as error:
+        from aifkit.hub import INSTALL_HINT
+
+        print(f"aifkit-singleuser needs JupyterHub ({error}): {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    result: int | None = singleuser_main()
+    return result
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aifkit
+from aifkit import resources
 from aifkit.notebooks import reading
 
 LOCK_FILE = "requirements.lock"
@@ -89,7 +90,7 @@ def fingerprint(
     aifkit_meta = nb.metadata.get("aifkit", {})
     add("aifkit-metadata", json.dumps(aifkit_meta, sort_keys=True))
     kernel = nb.metadata.get("kernelspec", {}).get("name", "")
-    add("kernelspec", _kernel_json(kernel, [root] if root else []))
+    add("kernelspec", _kernel_json(kernel, [resources.jupyter_data_dir()]))
     inputs = [Path(aifkit.__file__).parent, path.parent]
     if root:
         inputs.append(root / LOCK_FILE)

@@ -162,7 +162,7 @@ def _rule_kernelspec(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
             path,
             None,
             "kernelspec",
-            f"kernelspec {name!r} is not one of the kernels in kernels/ ({known})",
+            f"kernelspec {name!r} is not one of the kernels aifkit ships ({known})",
             "choose the 'Python 3 (AI Factory)' kernel in JupyterLab, or set metadata.kernelspec.name "
             "to 'aifkit'",
         )
@@ -365,9 +365,9 @@ RULES: tuple[Rule, ...] = (
 
 
 def _default_kernels() -> frozenset[str]:
-    from aifkit.kernels import kernels_dir
+    from aifkit import kernels
 
-    return frozenset(p.name for p in kernels_dir().iterdir() if (p / "kernel.json").is_file())
+    return frozenset(kernels.sources())
 
 
 def lint_notebook(path: Path, ctx: LintContext | None = None) -> list[Finding]:

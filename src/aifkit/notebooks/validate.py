@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from aifkit import catalog as catalog_mod
+from aifkit import resources
 from aifkit.course import tiers
 from aifkit.errors import CatalogError, NotebookError
 from aifkit.notebooks import execute, reading
 from aifkit.notebooks.figures import figures_of
-from aifkit.notebooks.fingerprint import find_root, fingerprint
+from aifkit.notebooks.fingerprint import fingerprint
 from aifkit.notebooks.state import State
 
 CACHED = "cached"
@@ -154,15 +155,13 @@ def _plan(path: Path, options: Options, tier: str, state: State) -> Plan | Outco
         return Outcome(display, tier, execute.FAILED, kind=execute.INVALID, reason=str(error))
     timeout = timeout_for(path, nb, tier)
     output = options.report_dir / "executed" / display
-    root = find_root(path.resolve().parent)
-    kernels_root = str(root) if root and (root / "kernels").is_dir() else None
     job = execute.Job(
         path=path,
         output=output,
         tier=tier,
         timeout_s=timeout,
         parameters=dict(options.parameters),
-        jupyter_path=kernels_root,
+        jupyter_path=str(resources.jupyter_data_dir()),  # the kernelspecs of this aifkit
         environment=kernel_environment(options.jobs),
     )
     record = state.get(path, tier)
