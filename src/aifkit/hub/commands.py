@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from aifkit.errors import AifkitError
-
 LOCAL = Path("hub-config/local/config.yml")
 
 
@@ -30,11 +28,7 @@ def run(config_path: Path) -> None:
     """Start the hub on its configured address; Ctrl-C stops it and everything it started."""
     from aifkit.hub.run import serve
 
-    try:
-        sys.exit(serve(config_path, announce=lambda line: click.echo(line, err=False)))
-    except AifkitError as error:
-        click.secho(f"error: {error}", fg="red", err=True)
-        sys.exit(2)
+    sys.exit(serve(config_path, announce=lambda line: click.echo(line, err=False)))
 
 
 @hub.command()
@@ -44,8 +38,4 @@ def check(path: Path, profile: str | None) -> None:
     """Report every insecure or broken setting of a hub configuration, with its fix."""
     from aifkit.hub.check import main_check
 
-    try:
-        sys.exit(main_check(path, profile))
-    except AifkitError as error:
-        click.secho(f"error: {error}", fg="red", err=True)
-        sys.exit(2)
+    sys.exit(main_check(path, profile))
