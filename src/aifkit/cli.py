@@ -1,4 +1,9 @@
-"""The ``aifkit`` command: thin click commands forwarding to the keyword-only Python API."""
+"""The ``aifkit`` command: thin click commands forwarding to the keyword-only Python API.
+
+Exit status of every command: 0 done, 1 done and found problems (failing notebooks, lint
+findings, a catalog problem), 2 could not do it: an ``AifkitError`` (see errors.py) or a usage
+error, both reported by click as ``Error: ...`` without a traceback.
+"""
 
 from __future__ import annotations
 

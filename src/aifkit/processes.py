@@ -1,11 +1,12 @@
 """End processes: a process tree, a process group, or every process of a uid, on psutil.
 
-The one place aifkit signals processes it did not start by hand. Every function tolerates
-processes that vanish while it works (they were leaving anyway) and skips those it may not
-signal. None of them reaps a child: a zombie counts as dead and keeps its exit status for its
-parent (``subprocess.Popen.wait``, ``multiprocessing.Process.join``) to read, which is why the
-waiting here is not ``psutil.wait_procs`` (it reaps our own children and waits out the timeout
-on another parent's zombie).
+The one place aifkit ends processes by pid rather than through the ``Popen`` or
+``multiprocessing`` object that started them. Every function tolerates processes that vanish
+while it works (they were leaving anyway) and skips those it may not signal. None of them reaps
+a child: a zombie counts as dead and keeps its exit status for its parent
+(``subprocess.Popen.wait``, ``multiprocessing.Process.join``) to read, which is why the waiting
+here is not ``psutil.wait_procs`` (it reaps our own children and waits out the timeout on
+another parent's zombie).
 """
 
 from __future__ import annotations
