@@ -103,9 +103,23 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
         process.wait(timeout=10)
 
 
-def tree_pids(root: int, count: int) -> list[int]:
-    """Wait until ``count`` processes run below ``root``; return their pids."""
-    wait_for(lambda: len(processes.descendants(root)) >= count, f"{count} descendants of {root}")
+def sessions(pids: list[int]) -> set[int]:
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found.add(os.getsid(pid))
+    return found
+
+
+def tree_pids(root: int, count: int, *, session_count: int = 1) -> list[int]:
+    """Wait until ``count`` processes in ``session_count`` sessions run below ``root`` (each
+    has started and, where it will, left for a session of its own); return their pids."""
+
+    def ready() -> bool:
+        below = [p.pid for p in processes.descendants(root)]
+        return len(below) == count and len(sessions(below)) == session_count
+
+    wait_for(ready, f"{count} descendants of {root} in {session_count} session(s)")
     return [p.pid for p in processes.descendants(root)]
 
 
@@ -114,9 +128,7 @@ def test_kill_tree_ends_grandchildren_and_a_process_in_its_own_session(spawn) ->
     session, and leave the root's exit status for its parent to read?"""
     script = f"{sys.executable} -c '{OWN_SESSION}' & sh -c 'sleep 300 & sleep 300 & wait' & wait"
     root = spawn(["sh", "-c", script])
-    below = tree_pids(root.pid, 4)  # python (own session), sh, two sleeps
-    sessions = {os.getsid(pid) for pid in below}
-    assert len(sessions) == 2, "one descendant runs in a session of its own"
+    below = tree_pids(root.pid, 4, session_count=2)  # python (own session), sh, two sleeps
 
     assert processes.kill_tree(root.pid) == 5
     assert gone(below)
@@ -163,10 +175,16 @@ def test_kill_group_reaches_members_that_left_the_tree(spawn) -> None:
     """Does kill_group end every member of a group, one whose parent already died included?"""
     # The subshell exits at once: its sleep is orphaned but stays in the leader's group.
     leader = spawn(["sh", "-c", "(sleep 300 &); sleep 300 & wait"], start_new_session=True)
-    wait_for(lambda: len(group_members(leader.pid)) == 3, "three members in the group")
+
+    def orphans() -> set[int]:
+        below = {leader.pid} | {p.pid for p in processes.descendants(leader.pid)}
+        return set(group_members(leader.pid)) - below
+
+    wait_for(
+        lambda: len(group_members(leader.pid)) == 3 and len(orphans()) == 1,
+        "three members in the group, one of them no longer below the leader",
+    )
     members = group_members(leader.pid)
-    below = {leader.pid} | {p.pid for p in processes.descendants(leader.pid)}
-    assert len(set(members) - below) == 1, "one member is not below the leader any more"
 
     assert processes.kill_group(leader.pid, grace_s=0.2) == 3
     assert gone(members)
