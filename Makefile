@@ -1,6 +1,8 @@
 # aifkit: two commands on a fresh machine.
 #   make hub        the main job: the local training hub on http://127.0.0.1:8000 (Ctrl-C stops it)
-#   make test       the whole test suite (what CI runs through .ci/run)
+#   make test       the whole test suite (CI runs it after make lint, through .ci/run)
+#   make test-fast  the loop while editing: no SLURM, hub, PostgreSQL, browser, course notebooks
+#                   or slow tests (markers in pyproject.toml, applied in tests/conftest.py)
 #   make validate   execute every course notebook at cpu-tiny
 # Each target builds or refreshes .venv first; with nothing changed that takes well under 10 s.
 
@@ -13,7 +15,7 @@ TIER   ?= cpu-tiny
 GPU_TIER ?= gpu
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv hub validate validate-gpu test lint check bench clean
+.PHONY: venv hub validate validate-gpu test test-fast lint check bench clean
 
 venv: $(STAMP)
 
@@ -37,6 +39,10 @@ validate-gpu: $(STAMP)
 test: $(STAMP)
 	scripts/system-deps.sh
 	$(BIN)/python -m pytest
+
+FAST := not (slurm or hub or postgres or browser or notebook or slow)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "$(FAST)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks grading

@@ -25,6 +25,24 @@ os.environ["JUPYTER_PATH"] = os.pathsep.join(
 )
 
 
+# What a test needs, told by the fixtures it uses (fixtures asked for by other fixtures
+# included). Where no fixture tells, the module says it with `pytestmark` (sandbox, browser)
+# or the parameter with `marks=` (a notebook that needs SLURM). `make test-fast` deselects by
+# these markers; they are registered in pyproject.toml.
+NEEDS_BY_FIXTURE = {
+    "slurm_cluster": "slurm",
+    "chp_on_path": "hub",  # every hub fixture needs the proxy first
+    "postgres_server": "postgres",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the real services its fixtures bring up."""
+    for item in items:
+        for fixture in NEEDS_BY_FIXTURE.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(NEEDS_BY_FIXTURE[fixture])
+
+
 @pytest.fixture
 def write_nb(tmp_path: Path) -> Callable[..., Path]:
     """Write a notebook built from cells into tmp_path and return its path."""

@@ -39,6 +39,7 @@ from aifkit.grading.records import SubmissionResult
 from aifkit.grading.sandbox import SANDBOX_UID_BASE, Limits
 
 pytestmark = [
+    pytest.mark.sandbox,
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="the adversarial suite runs as root, as CI does"),
 ]

@@ -42,6 +42,7 @@ UNDONE: dict[str, str] = {}
 
 pytestmark = [
     pytest.mark.notebook,
+    pytest.mark.sandbox,
     pytest.mark.skipif(
         shutil.which("bwrap") is None,
         reason="bubblewrap (bwrap) is not installed: the proof grades in the sandbox only "

@@ -20,7 +20,10 @@ from aifkit.grading.execute import run_notebook
 from aifkit.grading.proof import instrument, take
 from aifkit.grading.scoring import score_test
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap"),
+]
 LIMITS = sandbox.Limits(cell_timeout_s=6, notebook_timeout_s=60, memory_mb=2048, processes=64)
 
 

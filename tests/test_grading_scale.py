@@ -26,6 +26,7 @@ from aifkit.grading.course import Course
 from aifkit.grading.sandbox import Limits
 
 pytestmark = [
+    pytest.mark.sandbox,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (CI installs it)"),
 ]

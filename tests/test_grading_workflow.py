@@ -20,6 +20,7 @@ import pytest
 from grading_course import ASSIGNMENT, HIDDEN_LINE, source_notebook, with_answers
 
 pytestmark = [
+    pytest.mark.sandbox,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (CI installs it)"),
 ]

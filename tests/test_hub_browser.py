@@ -62,6 +62,7 @@ ANSWERS = {
 WRITTEN_ANSWER = "Squaring never gives a negative number; the mean divides the sum by the count."
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(
         not CHROMIUM.exists(),

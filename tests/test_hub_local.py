@@ -177,6 +177,7 @@ def _assignment_action(user: HubSession, action: str) -> list[dict[str, object]]
     return value
 
 
+@pytest.mark.sandbox
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="autograde needs bubblewrap")
 def test_learner_submits_through_the_hub_and_the_instructor_autogrades(
     shared_hub: LocalHub, learner1: HubSession, monkeypatch: pytest.MonkeyPatch

@@ -20,16 +20,28 @@ CATALOG = catalog.load(COURSES)
 NOTEBOOKS = [CATALOG.notebook_path(a) for a in CATALOG.assignments()] + [COURSES / TEMPLATE_NAME]
 
 
+def _needs(notebook: Path) -> list[str]:
+    needs: list[str] = reading.read(notebook).metadata.get("aifkit", {}).get("needs", [])
+    return needs
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize(
-    "notebook", NOTEBOOKS, ids=lambda p: p.parent.name if p.name != TEMPLATE_NAME else "template"
+    "notebook",
+    [
+        pytest.param(
+            path,
+            id=path.parent.name if path.name != TEMPLATE_NAME else "template",
+            marks=[pytest.mark.slurm] if "slurm" in _needs(path) else [],
+        )
+        for path in NOTEBOOKS
+    ],
 )
 def test_notebook_runs_at_cpu_tiny(
     notebook: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Does the notebook execute end to end at cpu-tiny within its budget?"""
-    needs = reading.read(notebook).metadata.get("aifkit", {}).get("needs", [])
-    if "slurm" in needs:
+    if "slurm" in _needs(notebook):
         request.getfixturevalue("slurm_cluster")  # validated with the real cluster up
     (outcome,) = validate(
         [notebook],

@@ -1,4 +1,9 @@
-"""The ``aifkit`` command: thin click commands forwarding to the keyword-only Python API."""
+"""The ``aifkit`` command: thin click commands forwarding to the keyword-only Python API.
+
+Exit status of every command: 0 done, 1 done and found problems (failing notebooks, lint
+findings, a catalog problem), 2 could not do it: an ``AifkitError`` (see errors.py) or a usage
+error, both reported by click as ``Error: ...`` without a traceback.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,8 @@ import yaml
 
 from aifkit import __version__
 from aifkit.course import tiers
-from aifkit.errors import AifkitError
 
 COURSES = Path("courses")
-
-
-def _fail(error: AifkitError) -> None:
-    click.secho(f"error: {error}", fg="red", err=True)
-    sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,10 +47,7 @@ def kernels_install(user: bool, sys_prefix: bool, prefix: str | None) -> None:
     """Install the kernelspecs aifkit ships (e.g. 'Python 3 (AI Factory)')."""
     from aifkit import kernels as kernels_mod
 
-    try:
-        where = kernels_mod.install(user=user, sys_prefix=sys_prefix, prefix=prefix)
-    except AifkitError as error:
-        _fail(error)
+    where = kernels_mod.install(user=user, sys_prefix=sys_prefix, prefix=prefix)
     click.echo(f"installed kernels into {where}")
 
 
@@ -75,10 +71,7 @@ def catalog_check(courses: Path) -> None:
     """Validate the catalog and its agreement with the assignment folders."""
     from aifkit import catalog as catalog_mod
 
-    try:
-        loaded = catalog_mod.load(courses)
-    except AifkitError as error:
-        _fail(error)
+    loaded = catalog_mod.load(courses)
     problems = catalog_mod.check_folders(loaded)
     for problem in problems:
         click.secho(problem, fg="red")
@@ -95,10 +88,7 @@ def catalog_list(courses: Path) -> None:
     """Show the curriculum in teaching order."""
     from aifkit import catalog as catalog_mod
 
-    try:
-        loaded = catalog_mod.load(courses)
-    except AifkitError as error:
-        _fail(error)
+    loaded = catalog_mod.load(courses)
     for track in loaded.tracks:
         click.secho(f"{track.id}  {track.title}", bold=True)
         for a in track.assignments:
@@ -131,10 +121,7 @@ def nb_strip(paths: tuple[Path, ...], check: bool) -> None:
     """Remove outputs, execution counts and metadata outside the allow-list."""
     from aifkit.notebooks import strip
 
-    try:
-        results = strip.strip(paths or (COURSES,), check=check)
-    except AifkitError as error:
-        _fail(error)
+    results = strip.strip(paths or (COURSES,), check=check)
     changed = [r for r in results if r.changes]
     for result in changed:
         click.echo(f"{result.path}: {'would change' if check else 'stripped'}")
@@ -153,10 +140,7 @@ def nb_new(assignment_id: str) -> None:
     """Create courses/<ID>/<ID>.ipynb from the template."""
     from aifkit.notebooks.template import new_assignment
 
-    try:
-        path = new_assignment(assignment_id, courses=COURSES)
-    except AifkitError as error:
-        _fail(error)
+    path = new_assignment(assignment_id, courses=COURSES)
     click.echo(f"created {path}; now add {assignment_id!r} to courses/catalog.yml")
 
 
@@ -227,22 +211,19 @@ def validate(
     from aifkit.notebooks.validate import validate as run_validate
 
     parameters = _parse_parameters(parameter)
-    try:
-        with Progress() as progress:
-            outcomes = run_validate(
-                paths or (COURSES,),
-                tier=tier,
-                jobs=jobs,
-                cached=cached,
-                report_dir=report_dir,
-                parameters=parameters,
-                reset_timings=reset_timings,
-                state_path=state_path,
-                on_start=progress.start,
-                on_result=progress.update,
-            )
-    except AifkitError as error:
-        _fail(error)
+    with Progress() as progress:
+        outcomes = run_validate(
+            paths or (COURSES,),
+            tier=tier,
+            jobs=jobs,
+            cached=cached,
+            report_dir=report_dir,
+            parameters=parameters,
+            reset_timings=reset_timings,
+            state_path=state_path,
+            on_start=progress.start,
+            on_result=progress.update,
+        )
     written = report.write(outcomes, report_dir)
     click.echo(report.table(outcomes))
     click.echo(f"report: {written['table']}, {written['json']}, {written['junit']}")
@@ -318,11 +299,8 @@ def job_render(**kwargs: Any) -> None:
     """Print the sbatch script that runs COMMAND with torchrun at a tier on the site."""
     from aifkit.course import jobs
 
-    try:
-        spec, loaded = _spec(**kwargs)
-        click.echo(jobs.render(spec, loaded), nl=False)
-    except AifkitError as error:
-        _fail(error)
+    spec, loaded = _spec(**kwargs)
+    click.echo(jobs.render(spec, loaded), nl=False)
 
 
 @job.command("submit")
@@ -338,16 +316,13 @@ def job_submit(workdir: Path, wait: bool, **kwargs: Any) -> None:
     """Render and submit; print the job id (and its final state with --wait)."""
     from aifkit.course import jobs
 
-    try:
-        spec, loaded = _spec(**kwargs)
-        job_id = jobs.submit(spec, loaded, workdir=workdir, wait=wait)
-        click.echo(job_id)
-        if wait:
-            state = jobs.status(job_id)
-            click.echo(f"{state.state} exit={state.exit_code}")
-            sys.exit(0 if state.state == "COMPLETED" else 1)
-    except AifkitError as error:
-        _fail(error)
+    spec, loaded = _spec(**kwargs)
+    job_id = jobs.submit(spec, loaded, workdir=workdir, wait=wait)
+    click.echo(job_id)
+    if wait:
+        state = jobs.status(job_id)
+        click.echo(f"{state.state} exit={state.exit_code}")
+        sys.exit(0 if state.state == "COMPLETED" else 1)
 
 
 @job.command("status")
@@ -356,10 +331,7 @@ def job_status(job_id: str) -> None:
     """State, exit code and reason of a job."""
     from aifkit.course import jobs
 
-    try:
-        state = jobs.status(job_id)
-    except AifkitError as error:
-        _fail(error)
+    state = jobs.status(job_id)
     click.echo(f"{state.job_id} {state.state} exit={state.exit_code} reason={state.reason}")
 
 

@@ -1,8 +1,19 @@
 """The small exception hierarchy of aifkit: every message says what, where and how to fix it."""
 
+import click
 
-class AifkitError(Exception):
-    """Base class of every error aifkit raises on purpose."""
+
+class AifkitError(click.ClickException):
+    """Base class of every error aifkit raises on purpose.
+
+    A click exception, so that every ``aifkit`` command reports it the same way without a
+    handler of its own: ``Error: <message>`` on stderr and exit status 2, "could not do the job"
+    (1 stays "did the job and found problems": failing notebooks, lint findings, a submission
+    the grader failed on). Elsewhere, a kernel included, it is a plain exception whose
+    ``str()`` is the message.
+    """
+
+    exit_code = 2
 
 
 class CatalogError(AifkitError):

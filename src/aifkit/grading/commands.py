@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import click
 
-from aifkit.errors import AifkitError
 from aifkit.grading.limits import SETTINGS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,14 +23,6 @@ def _course(root: Path) -> Any:
     from aifkit.grading.course import Course
 
     return Course.load(root)
-
-
-def _run(action: Callable[[], Any]) -> Any:
-    try:
-        return action()
-    except AifkitError as error:
-        click.secho(f"error: {error}", fg="red", err=True)
-        sys.exit(2)
 
 
 root_option = click.option(
@@ -72,7 +63,7 @@ def release(root: Path, assignment: str, no_exchange: bool) -> None:
     """Generate the learners' version of ASSIGNMENT and release it to the exchange."""
     from aifkit.grading import workflow
 
-    _run(lambda: workflow.release(_course(root), assignment, exchange=not no_exchange))
+    workflow.release(_course(root), assignment, exchange=not no_exchange)
     click.echo(f"released {assignment}")
 
 
@@ -83,8 +74,8 @@ def collect(root: Path, assignment: str) -> None:
     """Collect learners' submissions of ASSIGNMENT from the exchange."""
     from aifkit.grading import workflow
 
-    course = _run(lambda: _course(root))
-    _run(lambda: workflow.collect(course, assignment))
+    course = _course(root)
+    workflow.collect(course, assignment)
     students = course.submitted_students(assignment)
     click.echo(f"collected {assignment}: {len(students)} submission(s)")
 
@@ -136,39 +127,35 @@ def autograde(
 
     if no_sandbox:
         click.secho("WARNING: learner code runs WITHOUT a sandbox", fg="yellow", err=True)
-    course = _run(lambda: _course(root))
+    course = _course(root)
     for message in unread_settings(course.config):
         click.secho(f"warning: {message}", fg="yellow", err=True)
     options = Options(
         jobs=jobs,
         sandbox="none" if no_sandbox else sandbox,
-        limits=_run(lambda: course.limits(**limit_flags)),
+        limits=course.limits(**limit_flags),
         students=list(students) or None,
         retry_failed=retry_failed,
     )
     with GradingProgress() as progress:
         if slurm:
-            results = _run(
-                lambda: array.autograde_array(
-                    course,
-                    assignment,
-                    options,
-                    chunk=chunk,
-                    site=site.load(site_name),
-                    partition=partition,
-                    on_start=progress.start,
-                    on_result=progress.update,
-                )
+            results = array.autograde_array(
+                course,
+                assignment,
+                options,
+                chunk=chunk,
+                site=site.load(site_name),
+                partition=partition,
+                on_start=progress.start,
+                on_result=progress.update,
             )
         else:
-            results = _run(
-                lambda: run_autograde(
-                    course,
-                    assignment,
-                    options,
-                    on_start=progress.start,
-                    on_result=progress.update,
-                )
+            results = run_autograde(
+                course,
+                assignment,
+                options,
+                on_start=progress.start,
+                on_result=progress.update,
             )
     click.echo(status_table(results))
     sys.exit(1 if any(r.status == "error" for r in results) else 0)
@@ -183,10 +170,8 @@ def feedback(root: Path, assignment: str, student: str | None, no_exchange: bool
     """Feedback HTML per student: sanitized, hidden tests removed."""
     from aifkit.grading import workflow
 
-    course = _run(lambda: _course(root))
-    paths = _run(
-        lambda: workflow.feedback(course, assignment, student=student, exchange=not no_exchange)
-    )
+    course = _course(root)
+    paths = workflow.feedback(course, assignment, student=student, exchange=not no_exchange)
     click.echo(f"{len(paths)} feedback file(s) under {course.root / 'feedback'}")
 
 
@@ -198,11 +183,9 @@ def export(root: Path, assignments: tuple[str, ...], output: Path) -> None:
     """CSV for an LMS import: one row per student, one column per graded part."""
     from aifkit.grading.export import export_csv
 
-    course = _run(lambda: _course(root))
+    course = _course(root)
     source = course.root / course.coursedir.source_directory
-    written = _run(
-        lambda: export_csv(course.db_url, output, list(assignments) or None, source_dir=source)
-    )
+    written = export_csv(course.db_url, output, list(assignments) or None, source_dir=source)
     click.echo("wrote " + ", ".join(str(p) for p in written))
 
 
@@ -214,8 +197,8 @@ def report(root: Path, assignment: str, output: Path | None) -> None:
     """Scores, the tests most learners fail, time per submission, deaths and timeouts."""
     from aifkit.grading.analytics import render_report, write_report
 
-    course = _run(lambda: _course(root))
+    course = _course(root)
     out = output or course.root / "grading-reports" / assignment
-    written = _run(lambda: write_report(course.root, assignment, out, db_url=course.db_url))
+    written = write_report(course.root, assignment, out, db_url=course.db_url)
     click.echo(render_report(course.root, assignment, db_url=course.db_url))
     click.echo("wrote " + ", ".join(str(p) for p in written))

@@ -16,7 +16,6 @@ import json
 import os
 import queue
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ import nbformat
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
+from aifkit import processes
 from aifkit.grading import proof
 from aifkit.grading.sandbox import INSIDE_HOME, Limits, Sandbox, claim_slot
 
@@ -144,7 +144,7 @@ def _kernel_with(
         with contextlib.suppress(Exception):
             km.shutdown_kernel(now=True)
         if uid is not None:
-            kill_user_processes(uid)
+            processes.kill_user(uid)  # daemons that escaped the kernel included
         shutil.rmtree(runtime, ignore_errors=True)
 
 
@@ -153,30 +153,6 @@ def _chown_tree(root: Path, uid: int) -> None:
         os.chown(folder, uid, uid)
         for name in dirs + files:
             os.lchown(os.path.join(folder, name), uid, uid)
-
-
-def kill_user_processes(uid: int) -> int:
-    """SIGKILL every process of the sandbox uid (daemons that escaped the kernel included)."""
-    killed = 0
-    for _ in range(5):
-        pids = [
-            int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid
-        ]
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-        time.sleep(0.05)
-    return killed
-
-
-def _owner(proc: Path) -> int | None:
-    try:
-        return proc.stat().st_uid
-    except OSError:
-        return None
 
 
 class _CellReader:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from aifkit.errors import AifkitError
 from aifkit.hub import require_jupyterhub
 
 LOCAL = Path("hub-config/local/config.yml")
@@ -32,14 +31,10 @@ def run(config_path: Path) -> None:
 
     Relative paths in the YAML (state_dir, course_root, ...) are taken from its folder.
     """
-    try:
-        require_jupyterhub()
-        from aifkit.hub.run import serve
+    require_jupyterhub()
+    from aifkit.hub.run import serve
 
-        sys.exit(serve(config_path, announce=lambda line: click.echo(line, err=False)))
-    except AifkitError as error:
-        click.secho(f"error: {error}", fg="red", err=True)
-        sys.exit(2)
+    sys.exit(serve(config_path, announce=lambda line: click.echo(line, err=False)))
 
 
 @hub.command()
@@ -47,14 +42,10 @@ def run(config_path: Path) -> None:
 @click.option("--profile", type=click.Choice(["local", "factory"]), default=None)
 def check(path: Path, profile: str | None) -> None:
     """Report every insecure or broken setting of a hub configuration, with its fix."""
-    try:
-        require_jupyterhub()
-        from aifkit.hub.check import main_check
+    require_jupyterhub()
+    from aifkit.hub.check import main_check
 
-        sys.exit(main_check(path, profile))
-    except AifkitError as error:
-        click.secho(f"error: {error}", fg="red", err=True)
-        sys.exit(2)
+    sys.exit(main_check(path, profile))
 
 
 @hub.command()
@@ -66,10 +57,6 @@ def paths() -> None:
     """
     from aifkit import resources
 
-    try:
-        click.echo(f"jupyterhub_config.py  {resources.hub_config_file()}")
-        for role in ("learner", "instructor"):
-            click.echo(f"singleuser {role:11} {resources.singleuser_config_dir(role)}")
-    except AifkitError as error:
-        click.secho(f"error: {error}", fg="red", err=True)
-        sys.exit(2)
+    click.echo(f"jupyterhub_config.py  {resources.hub_config_file()}")
+    for role in ("learner", "instructor"):
+        click.echo(f"singleuser {role:11} {resources.singleuser_config_dir(role)}")

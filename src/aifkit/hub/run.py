@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from aifkit import resources
+from aifkit import processes, resources
 from aifkit.hub import secrets
 from aifkit.hub.schema import HubConfig, HubConfigError, load
 
@@ -140,13 +140,7 @@ class Hub:
 
     def descendants(self) -> list[psutil.Process]:
         """The proxy, services and servers: JupyterHub starts each in a session of its own."""
-        try:
-            children: list[psutil.Process] = psutil.Process(self.process.pid).children(
-                recursive=True
-            )
-            return children
-        except psutil.Error:
-            return []
+        return processes.descendants(self.process.pid)
 
     def stop(self) -> int:
         """Ask JupyterHub to stop (it stops proxy, services, servers), then kill what is left."""
@@ -155,20 +149,13 @@ class Hub:
             self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(STOP_GRACE_S)
-        _kill_group(self.process.pid)
-        for child in started + _pid_file_process(self.config.state / "proxy.pid"):
-            with contextlib.suppress(psutil.Error):
-                child.kill()
+        processes.kill_group(self.process.pid)
+        # the proxy of a hub that died before it could stop it
+        proxy = processes.from_pid_file(
+            self.config.state / "proxy.pid", command_contains="configurable-http-proxy"
+        )
+        processes.terminate(started + ([proxy] if proxy else []))
         return self.process.wait()
-
-
-def _pid_file_process(path: Path) -> list[psutil.Process]:
-    """The proxy of a hub that died before it could stop it."""
-    try:
-        process = psutil.Process(int(path.read_text().strip()))
-        return [process] if "configurable-http-proxy" in " ".join(process.cmdline()) else []
-    except (OSError, ValueError, psutil.Error):
-        return []
 
 
 def _default_interrupt_signals() -> None:
@@ -181,11 +168,6 @@ def _default_interrupt_signals() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def start(config_path: Path, announce: Callable[[str], None] = print) -> Hub:

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from aifkit import processes
 from aifkit.errors import NotebookError
 from aifkit.notebooks import reading
 
@@ -161,7 +162,7 @@ def _child(job: Job, conn: multiprocessing.connection.Connection) -> None:
         kind = DEAD_KERNEL if started else KERNEL_START
         conn.send(("error", (kind, None, f"{type(error).__name__}: {error}", "")))
     finally:
-        _kill_tree(os.getpid(), include_root=False)
+        processes.kill_tree(os.getpid(), include_root=False)
         conn.close()
 
 
@@ -183,30 +184,13 @@ def _dump_kernel_stacks(pid: int | None) -> None:
     if pid is None:
         return
     try:
-        kernels = [
-            p
-            for p in psutil.Process(pid).children(recursive=True)
-            if "ipykernel" in " ".join(p.cmdline())
-        ]
+        kernels = [p for p in processes.descendants(pid) if "ipykernel" in " ".join(p.cmdline())]
     except psutil.Error:
         return
     for kernel in kernels:
         with contextlib.suppress(psutil.Error):
             kernel.send_signal(STACK_SIGNAL)
     time.sleep(0.5)  # faulthandler writes from the signal handler, at once
-
-
-def _kill_tree(pid: int, *, include_root: bool = True) -> None:
-    """SIGKILL ``pid``'s descendants (kernels live in their own session) and ``pid`` itself."""
-    try:
-        root = psutil.Process(pid)
-        victims = root.children(recursive=True) + ([root] if include_root else [])
-    except psutil.NoSuchProcess:
-        return
-    for proc in victims:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(victims, timeout=5)
 
 
 def _log_tail(log: Path) -> str:
@@ -288,7 +272,7 @@ def execute(job: Job) -> Execution:
                 break
     finally:
         if process.pid is not None:
-            _kill_tree(process.pid)
+            processes.kill_tree(process.pid)
         process.join(timeout=5)
         receiver.close()
     seconds = time.perf_counter() - start
