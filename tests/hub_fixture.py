@@ -126,7 +126,7 @@ class LocalHub:
     state: Path
     course_root: Path
     port: int
-    hub: Any = None  # aifkit.hub.run.Hub while running
+    hub: Any = None  # aifkit.hub.run.RunningHub while running
     start_seconds: list[float] = field(default_factory=list)
 
     @property

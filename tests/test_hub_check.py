@@ -43,15 +43,15 @@ def write(path: Path, text: str = "s3cret", mode: int = 0o600) -> Path:
     return path
 
 
-def rules(findings: list[check.Finding], rule_id: str) -> list[check.Finding]:
+def rules(findings: list[check.HubFinding], rule_id: str) -> list[check.HubFinding]:
     return [f for f in findings if f.rule == rule_id]
 
 
-def run(c: Config, rule_id: str, **kwargs: Any) -> list[check.Finding]:
+def run(c: Config, rule_id: str, **kwargs: Any) -> list[check.HubFinding]:
     return rules(check.check(c, **kwargs), rule_id)
 
 
-def lines(findings: list[check.Finding]) -> str:
+def lines(findings: list[check.HubFinding]) -> str:
     return "\n".join(f.line() for f in findings)
 
 
@@ -59,7 +59,7 @@ def lines(findings: list[check.Finding]) -> str:
 
 
 @pytest.fixture
-def bad(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[check.Finding]:
+def bad(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[check.HubFinding]:
     monkeypatch.setenv("AIFKIT_BAD_COOKIE_SECRET", str(write(tmp_path / "cookie", mode=0o644)))
     monkeypatch.setenv("AIFKIT_BAD_SSL_KEY", str(write(tmp_path / "privkey.pem", mode=0o644)))
     c, context = check.load(BAD)
@@ -67,12 +67,12 @@ def bad(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[check.Finding]:
 
 
 @pytest.mark.parametrize("rule_id", RULE_IDS)
-def test_planted_bad_config_trips_every_rule(bad: list[check.Finding], rule_id: str) -> None:
+def test_planted_bad_config_trips_every_rule(bad: list[check.HubFinding], rule_id: str) -> None:
     """Does each rule report the setting planted for it in tests/fixtures/hub-bad?"""
     assert rules(bad, rule_id), f"{rule_id} did not fire:\n{lines(bad)}"
 
 
-def test_every_finding_says_what_where_and_how_to_fix(bad: list[check.Finding]) -> None:
+def test_every_finding_says_what_where_and_how_to_fix(bad: list[check.HubFinding]) -> None:
     """Has every finding a known rule, a severity, a setting, a message and a fix?"""
     assert len(set(RULE_IDS)) == len(RULE_IDS)
     for finding in bad:
@@ -85,7 +85,7 @@ def test_every_finding_says_what_where_and_how_to_fix(bad: list[check.Finding]) 
 
 
 def test_main_check_prints_one_line_per_finding_and_fails(
-    bad: list[check.Finding], capsys: pytest.CaptureFixture[str]
+    bad: list[check.HubFinding], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Does the CLI entry print every finding on its line, a summary, and return 1?"""
     assert check.main_check(BAD, None) == 1
@@ -286,7 +286,7 @@ def test_profile_detection(settings: dict[str, Any], profile: str) -> None:
     c = Config()
     for key, value in settings.items():
         setattr(c.JupyterHub, key, value)
-    assert check.Hub(c, None, None).profile == profile
+    assert check.ConfigView(c, None, None).profile == profile
 
 
 def test_plain_http_is_an_error_on_the_factory_only() -> None:

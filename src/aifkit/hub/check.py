@@ -96,7 +96,7 @@ class Issue(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Finding:
+class HubFinding:
     """One insecure or broken setting and how to fix it."""
 
     rule: str
@@ -290,7 +290,7 @@ def power_scopes(scopes: Iterable[str]) -> list[str]:
     return found
 
 
-class Hub:
+class ConfigView:
     """A read-only view of a Config: no section is created, lazy values (append...) resolved."""
 
     def __init__(self, c: Config, profile: Profile | None, context: Context | None) -> None:
@@ -465,10 +465,10 @@ def _mode(path: Path) -> int | None:
 class Rule:
     id: str
     summary: str
-    run: Callable[[Hub], Iterable[Issue]]  # yields what it finds; check() adds the id
+    run: Callable[[ConfigView], Iterable[Issue]]  # yields what it finds; check() adds the id
 
 
-RuleFunction = Callable[[Hub], Iterable[Issue]]
+RuleFunction = Callable[[ConfigView], Iterable[Issue]]
 RULES: list[Rule] = []
 
 
@@ -482,7 +482,7 @@ def rule(rule_id: str, summary: str) -> Callable[[RuleFunction], RuleFunction]:
     return register
 
 
-def _secret_file(hub: Hub, setting: str, path: Path, what: str) -> Iterator[Issue]:
+def _secret_file(hub: ConfigView, setting: str, path: Path, what: str) -> Iterator[Issue]:
     """A secret file readable by others is an error; a missing one a warning on the factory."""
     mode = _mode(path)
     if mode is None:
@@ -504,7 +504,7 @@ def _secret_file(hub: Hub, setting: str, path: Path, what: str) -> Iterator[Issu
 
 
 @rule("cookie-secret", "the cookie secret is in a mode-600 file, never inline in the config")
-def cookie_secret(hub: Hub) -> Iterator[Issue]:
+def cookie_secret(hub: ConfigView) -> Iterator[Issue]:
     if hub.get("JupyterHub", "cookie_secret"):
         yield Issue(
             "error",
@@ -519,7 +519,7 @@ def cookie_secret(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("proxy-token", "the proxy's API token is set, from a secret file or the environment")
-def proxy_token(hub: Hub) -> Iterator[Issue]:
+def proxy_token(hub: ConfigView) -> Iterator[Issue]:
     proxy = _class_name(hub.get("JupyterHub", "proxy_class", "configurable-http-proxy"))
     if not proxy.endswith(CHP_NAMES):
         return  # another proxy (traefik...) has its own credentials
@@ -540,7 +540,7 @@ def proxy_token(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("secret-files", "the TLS key and the secret files the config reads are mode 600")
-def secret_files(hub: Hub) -> Iterator[Issue]:
+def secret_files(hub: ConfigView) -> Iterator[Issue]:
     key = hub.get("JupyterHub", "ssl_key")
     if key:
         yield from _secret_file(hub, "c.JupyterHub.ssl_key", hub.path(str(key)), "TLS key")
@@ -549,7 +549,7 @@ def secret_files(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("allow-list", "only listed users or groups log in: no allow_all, open signup or dummy login")
-def allow_list(hub: Hub) -> Iterator[Issue]:
+def allow_list(hub: ConfigView) -> Iterator[Issue]:
     fix = "list who may log in: c.Authenticator.allowed_users and/or allowed_groups"
     if hub.authenticator_class in ("dummy", "jupyterhub.auth.DummyAuthenticator"):
         yield Issue(
@@ -587,7 +587,7 @@ def allow_list(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("plain-http", "an exposed factory hub serves HTTPS (ssl_cert and ssl_key)")
-def plain_http(hub: Hub) -> Iterator[Issue]:
+def plain_http(hub: ConfigView) -> Iterator[Issue]:
     if not hub.public or (hub.get("JupyterHub", "ssl_cert") and hub.get("JupyterHub", "ssl_key")):
         return
     message = f"the hub listens on {hub.bind_url} without TLS: passwords and cookies in clear"
@@ -602,7 +602,7 @@ def plain_http(hub: Hub) -> Iterator[Issue]:
 @rule(
     "privileged-servers", "no inherit or admin scopes on servers or services that run student code"
 )
-def privileged_servers(hub: Hub) -> Iterator[Issue]:
+def privileged_servers(hub: ConfigView) -> Iterator[Issue]:
     fix = (
         "remove inherit and admin scopes: the server role keeps its default "
         "(users:activity!user, access:servers!server), a service gets only what it needs"
@@ -646,7 +646,7 @@ def privileged_servers(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("privileged-learners", "learners hold no scope over other users")
-def privileged_learners(hub: Hub) -> Iterator[Issue]:
+def privileged_learners(hub: ConfigView) -> Iterator[Issue]:
     learners = hub.learners
     for role in hub.roles:
         groups = [g for g in role.get("groups") or [] if LEARNER_GROUP.search(str(g))]
@@ -664,7 +664,7 @@ def privileged_learners(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("formgrader-reachable", "the formgrader service is reachable by instructors only")
-def formgrader_reachable(hub: Hub) -> Iterator[Issue]:
+def formgrader_reachable(hub: ConfigView) -> Iterator[Issue]:
     course = hub.context.course_id if hub.context else None
     for service in hub.services:
         name = str(service.get("name"))
@@ -700,7 +700,7 @@ def formgrader_reachable(hub: Hub) -> Iterator[Issue]:
 @rule(
     "oidc-email", "OIDC usernames come from a stable claim (sub, preferred_username), never email"
 )
-def oidc_email(hub: Hub) -> Iterator[Issue]:
+def oidc_email(hub: ConfigView) -> Iterator[Issue]:
     fix = "use sub or a site-managed stable claim like preferred_username"
     for key in ("username_claim", "username_key"):
         for section, value in hub.each("OAuthenticator", key):
@@ -722,7 +722,7 @@ def oidc_email(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("spawn-limit", "concurrent_spawn_limit is set (bursts at the start of a session)")
-def spawn_limit(hub: Hub) -> Iterator[Issue]:
+def spawn_limit(hub: ConfigView) -> Iterator[Issue]:
     limit = hub.get("JupyterHub", "concurrent_spawn_limit")
     if not limit:
         yield Issue(
@@ -736,7 +736,7 @@ def spawn_limit(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("env-keep", "batch servers keep PATH (env_keep): JupyterHub >= 5.2 keeps almost nothing")
-def env_keep(hub: Hub) -> Iterator[Issue]:
+def env_keep(hub: ConfigView) -> Iterator[Issue]:
     spawner = hub.spawner_class
     if is_batch(spawner):
         sections = _section_names(spawner, ["Spawner", "BatchSpawnerBase"])
@@ -750,7 +750,7 @@ def env_keep(hub: Hub) -> Iterator[Issue]:
                 yield from _env_keep(hub, sections, child_config, _class_name(child))
 
 
-def _env_keep(hub: Hub, sections: list[str], child: dict[str, Any], name: str) -> Iterator[Issue]:
+def _env_keep(hub: ConfigView, sections: list[str], child: dict[str, Any], name: str) -> Iterator[Issue]:
     value, where = None, "c.Spawner.env_keep"
     for section in sections:
         found = hub.get(section, "env_keep")
@@ -770,7 +770,7 @@ def _env_keep(hub: Hub, sections: list[str], child: dict[str, Any], name: str) -
 
 
 @rule("culler-privilege", "the idle culler has least privilege, not admin")
-def culler_privilege(hub: Hub) -> Iterator[Issue]:
+def culler_privilege(hub: ConfigView) -> Iterator[Issue]:
     for service in hub.services:
         if not is_culler(service):
             continue
@@ -796,7 +796,7 @@ def culler_privilege(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("admin-users", "no hub admins on the factory: roles give instructors what they need")
-def admin_users(hub: Hub) -> Iterator[Issue]:
+def admin_users(hub: ConfigView) -> Iterator[Issue]:
     if hub.profile != "factory":
         return
     for section, users in hub.each("Authenticator", "admin_users"):
@@ -810,7 +810,7 @@ def admin_users(hub: Hub) -> Iterator[Issue]:
 
 
 @rule("sqlite-db", "the factory hub's database is a server (PostgreSQL), not SQLite")
-def sqlite_db(hub: Hub) -> Iterator[Issue]:
+def sqlite_db(hub: ConfigView) -> Iterator[Issue]:
     url = str(hub.get("JupyterHub", "db_url") or "sqlite:///jupyterhub.sqlite")
     if hub.profile == "factory" and url.startswith("sqlite"):
         yield Issue(
@@ -834,10 +834,10 @@ def _as_profile(value: str | None) -> Profile | None:
 
 def check(
     c: Config, *, profile: str | None = None, context: Context | None = None
-) -> list[Finding]:
+) -> list[HubFinding]:
     """Every finding of every rule on ``c``, errors first."""
-    hub = Hub(c, _as_profile(profile), context)
-    findings = [Finding(r.id, *issue) for r in RULES for issue in r.run(hub)]
+    hub = ConfigView(c, _as_profile(profile), context)
+    findings = [HubFinding(r.id, *issue) for r in RULES for issue in r.run(hub)]
     return sorted(findings, key=lambda f: f.severity != "error")
 
 
@@ -845,7 +845,7 @@ def main_check(path: Path, profile: str | None) -> int:
     """Print the findings on ``path``, one a line; 1 when any is an error, else 0."""
     wanted = _as_profile(profile)
     c, context = load(path)
-    hub_profile = Hub(c, wanted, context).profile
+    hub_profile = ConfigView(c, wanted, context).profile
     findings = check(c, profile=hub_profile, context=context)
     for finding in findings:
         print(finding.line())

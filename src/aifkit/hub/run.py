@@ -104,7 +104,7 @@ def _release(config: HubConfig, course: Any, announce: Callable[[str], None]) ->
 
 
 @dataclass
-class Hub:
+class RunningHub:
     """A running hub process and how to reach it."""
 
     process: subprocess.Popen[bytes]
@@ -170,7 +170,7 @@ def _default_interrupt_signals() -> None:
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
-def start(config_path: Path, announce: Callable[[str], None] = print) -> Hub:
+def start(config_path: Path, announce: Callable[[str], None] = print) -> RunningHub:
     """Set up what is missing and start JupyterHub; returns once it answers /hub/health."""
     config = load(config_path)
     created = secrets.ensure(config)
@@ -199,7 +199,7 @@ def start(config_path: Path, announce: Callable[[str], None] = print) -> Hub:
             start_new_session=True,  # its own process group: Ctrl-C here stops all of it
             preexec_fn=_default_interrupt_signals,  # two signal() calls, nothing else
         )
-    hub = Hub(process, config, log, created)
+    hub = RunningHub(process, config, log, created)
     try:
         hub.wait_healthy()
     except BaseException:
@@ -219,7 +219,7 @@ def serve(config_path: Path, announce: Callable[[str], None] = print) -> int:
         announce("stopped.")
 
 
-def _announce_and_wait(hub: Hub, announce: Callable[[str], None]) -> int:
+def _announce_and_wait(hub: RunningHub, announce: Callable[[str], None]) -> int:
     config = hub.config
     announce(f"\nThe training hub is up: {hub.url}")
     if config.auth == "shared-password":

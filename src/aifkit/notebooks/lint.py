@@ -24,7 +24,7 @@ MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Finding:
+class LintFinding:
     """One problem in one notebook (``cell`` is None for notebook-wide problems)."""
 
     path: Path
@@ -39,7 +39,7 @@ class Finding:
         return f"{where}: [{self.rule}] {self.message} (fix: {self.fix})"
 
 
-Rule = Callable[[Path, Any, "LintContext"], list[Finding]]
+Rule = Callable[[Path, Any, "LintContext"], list[LintFinding]]
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,12 @@ _DOWNLOADS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
-def _rule_metadata(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+def _rule_metadata(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     findings = []
     extra = sorted(set(nb.metadata) - reading.NOTEBOOK_METADATA_KEYS)
     if extra:
         findings.append(
-            Finding(
+            LintFinding(
                 path,
                 None,
                 "metadata",
@@ -96,7 +96,7 @@ def _rule_metadata(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
         extra = sorted(set(cell.get("metadata", {})) - reading.CELL_METADATA_KEYS)
         if extra:
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "metadata",
@@ -112,12 +112,12 @@ _AIFKIT_KEYS = {"id", "timeout", "min_seconds", "reads", "needs"}
 _NEEDS = {"slurm", "gpu", "multi-gpu"}
 
 
-def _rule_aifkit_metadata(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+def _rule_aifkit_metadata(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     """The notebook's aifkit metadata uses known keys with values of the right shape."""
     meta = nb.metadata.get("aifkit", {})
     fix = "see the metadata table in docs/notebooks.md"
     if not isinstance(meta, dict):
-        return [Finding(path, None, "metadata", "aifkit metadata is not a mapping", fix)]
+        return [LintFinding(path, None, "metadata", "aifkit metadata is not a mapping", fix)]
     problems = [f"unknown key {key!r}" for key in sorted(set(meta) - _AIFKIT_KEYS)]
     timeout = meta.get("timeout", {})
     if not isinstance(timeout, dict) or any(
@@ -132,15 +132,15 @@ def _rule_aifkit_metadata(path: Path, nb: Any, ctx: LintContext) -> list[Finding
         problems.append(f"needs must be a list drawn from {sorted(_NEEDS)}, got {needs!r}")
     if not isinstance(meta.get("reads", []), list):
         problems.append("reads must be a list of repo-relative globs")
-    return [Finding(path, None, "metadata", f"aifkit metadata: {p}", fix) for p in problems]
+    return [LintFinding(path, None, "metadata", f"aifkit metadata: {p}", fix) for p in problems]
 
 
-def _rule_outputs(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+def _rule_outputs(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     findings = []
     for index, cell in reading.code_cells(nb):
         if cell.get("outputs") or cell.get("execution_count") is not None:
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "outputs",
@@ -152,13 +152,13 @@ def _rule_outputs(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     return findings
 
 
-def _rule_kernelspec(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+def _rule_kernelspec(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     name = nb.metadata.get("kernelspec", {}).get("name")
     if name in ctx.kernels:
         return []
     known = ", ".join(sorted(ctx.kernels)) or "none found"
     return [
-        Finding(
+        LintFinding(
             path,
             None,
             "kernelspec",
@@ -185,11 +185,11 @@ def _defines_tier(source: str) -> bool:
     return False
 
 
-def _rule_parameters(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+def _rule_parameters(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     cells = [(i, c) for i, c in reading.code_cells(nb) if reading.has_tag(c, "parameters")]
     if not cells:
         return [
-            Finding(
+            LintFinding(
                 path,
                 None,
                 "parameters",
@@ -201,7 +201,7 @@ def _rule_parameters(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     findings = []
     if len(cells) > 1:
         findings.append(
-            Finding(
+            LintFinding(
                 path,
                 cells[1][0],
                 "parameters",
@@ -212,7 +212,7 @@ def _rule_parameters(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     index, cell = cells[0]
     if not _defines_tier(reading.source_of(cell)):
         findings.append(
-            Finding(
+            LintFinding(
                 path,
                 index,
                 "parameters",
@@ -223,8 +223,8 @@ def _rule_parameters(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     return findings
 
 
-def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
-    findings: list[Finding] = []
+def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
+    findings: list[LintFinding] = []
     seen: dict[str, int] = {}
     for index, cell in enumerate(nb.cells):
         meta = reading.nbgrader_meta(cell)
@@ -233,7 +233,7 @@ def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
         grade_id = meta.get("grade_id")
         if not isinstance(grade_id, str) or not grade_id:
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "nbgrader",
@@ -243,7 +243,7 @@ def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
             )
         elif grade_id in seen:
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "nbgrader",
@@ -258,7 +258,7 @@ def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
             isinstance(points, bool) or not isinstance(points, int | float) or points <= 0
         ):
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "nbgrader",
@@ -268,7 +268,7 @@ def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
             )
         if meta.get("schema_version") != 3:
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "nbgrader",
@@ -279,7 +279,7 @@ def _rule_nbgrader(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     return findings + _answers_followed_by_tests(path, nb)
 
 
-def _answers_followed_by_tests(path: Path, nb: Any) -> list[Finding]:
+def _answers_followed_by_tests(path: Path, nb: Any) -> list[LintFinding]:
     """Every autograded answer has at least one test cell before the next answer (or the end)."""
     findings = []
     cells = nb.cells
@@ -290,7 +290,7 @@ def _answers_followed_by_tests(path: Path, nb: Any) -> list[Finding]:
         stop = next((i for i, c in enumerate(later) if reading.is_solution_cell(c)), len(later))
         if not any(reading.is_test_cell(c) for c in later[:stop]):
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "nbgrader",
@@ -302,13 +302,13 @@ def _answers_followed_by_tests(path: Path, nb: Any) -> list[Finding]:
     return findings
 
 
-def _rule_markers(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+def _rule_markers(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     findings = []
     for index, cell in enumerate(nb.cells):
         source = reading.source_of(cell)
         if any(m in source for m in reading.HIDDEN_MARKERS) and not reading.is_test_cell(cell):
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "markers",
@@ -320,7 +320,7 @@ def _rule_markers(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
             cell
         ):
             findings.append(
-                Finding(
+                LintFinding(
                     path,
                     index,
                     "markers",
@@ -332,7 +332,7 @@ def _rule_markers(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
     return findings
 
 
-def _rule_downloads(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
+def _rule_downloads(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     findings = []
     for index, cell in reading.code_cells(nb):
         source = reading.source_of(cell)
@@ -340,7 +340,7 @@ def _rule_downloads(path: Path, nb: Any, ctx: LintContext) -> list[Finding]:
             match = pattern.search(source)
             if match:
                 findings.append(
-                    Finding(
+                    LintFinding(
                         path,
                         index,
                         "downloads",
@@ -370,14 +370,14 @@ def _default_kernels() -> frozenset[str]:
     return frozenset(kernels.sources())
 
 
-def lint_notebook(path: Path, ctx: LintContext | None = None) -> list[Finding]:
+def lint_notebook(path: Path, ctx: LintContext | None = None) -> list[LintFinding]:
     """All findings for one notebook file."""
     ctx = ctx or LintContext(kernels=_default_kernels())
     size = path.stat().st_size if path.is_file() else 0
     findings = []
     if size > ctx.max_bytes:
         findings.append(
-            Finding(
+            LintFinding(
                 path,
                 None,
                 "size",
@@ -390,7 +390,7 @@ def lint_notebook(path: Path, ctx: LintContext | None = None) -> list[Finding]:
     except NotebookError as error:
         return [
             *findings,
-            Finding(
+            LintFinding(
                 path,
                 None,
                 "format",
@@ -402,7 +402,7 @@ def lint_notebook(path: Path, ctx: LintContext | None = None) -> list[Finding]:
         nbformat.validate(nb)
     except nbformat.ValidationError as error:
         findings.append(
-            Finding(
+            LintFinding(
                 path,
                 None,
                 "format",
@@ -417,7 +417,7 @@ def lint_notebook(path: Path, ctx: LintContext | None = None) -> list[Finding]:
 
 def lint(
     paths: Iterable[Path], *, kernels: Iterable[str] | None = None, max_bytes: int = MAX_BYTES
-) -> list[Finding]:
+) -> list[LintFinding]:
     """Lint every notebook named or found below ``paths`` (a keyword-only API for the CLI)."""
     ctx = LintContext(
         kernels=frozenset(kernels) if kernels is not None else _default_kernels(),
