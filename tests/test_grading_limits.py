@@ -23,9 +23,8 @@ from grading_course import ASSIGNMENT, make_course, release_notebook, submit, wi
 
 from aifkit.grading import records
 from aifkit.grading.commands import grade
-from aifkit.grading.config import unread_settings
 from aifkit.grading.course import Course, GradingError
-from aifkit.grading.limits import BY_NAME, SETTINGS, LimitError, Limits
+from aifkit.grading.limits import BY_NAME, SETTINGS, LimitError, Limits, unread_settings
 from aifkit.grading.nbgrader_hooks import SandboxedExecute
 
 BIN = Path(sys.executable).parent

@@ -122,7 +122,7 @@ def autograde(
     from aifkit.grading import array
     from aifkit.grading.autograde import Options, status_table
     from aifkit.grading.autograde import autograde as run_autograde
-    from aifkit.grading.config import unread_settings
+    from aifkit.grading.limits import unread_settings
     from aifkit.grading.progress import GradingProgress
 
     if no_sandbox:

@@ -132,3 +132,22 @@ def _raise_problems(values: Mapping[str, object], *, label: Callable[[Setting], 
     ]
     if problems:
         raise LimitError("; ".join(problems))
+
+
+# Settings a course may still carry that aifkit's autograde never reads, and what to set instead.
+# nbgrader's Execute is replaced by SandboxedExecute in autograde, so its timeout limits nothing
+# there; it still applies where stock nbgrader executes unsandboxed (``nbgrader validate``).
+UNREAD = {
+    ("Execute", "timeout"): "c.SandboxedExecute.cell_timeout",
+    ("ExecutePreprocessor", "timeout"): "c.SandboxedExecute.cell_timeout",
+}
+
+
+def unread_settings(c: Any) -> list[str]:
+    """A warning for each setting in ``c`` that autograde ignores, naming the one to use."""
+    return [
+        f"c.{section}.{key} = {c[section][key]!r} does not limit autograde (SandboxedExecute "
+        f"runs the notebooks there): set {instead} instead"
+        for (section, key), instead in UNREAD.items()
+        if section in c and key in c[section]
+    ]

@@ -20,10 +20,9 @@ from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Float, Integer, TraitType, Unicode
 
 from aifkit.grading import sandbox as sandboxes
-from aifkit.grading.config import unread_settings
 from aifkit.grading.execute import run_notebook
 from aifkit.grading.inspection import inspect_notebook
-from aifkit.grading.limits import BY_NAME, SETTINGS, Limits
+from aifkit.grading.limits import BY_NAME, SETTINGS, Limits, unread_settings
 from aifkit.grading.scoring import score_test
 
 KEY = "aifkit"

@@ -750,7 +750,9 @@ def env_keep(hub: ConfigView) -> Iterator[Issue]:
                 yield from _env_keep(hub, sections, child_config, _class_name(child))
 
 
-def _env_keep(hub: ConfigView, sections: list[str], child: dict[str, Any], name: str) -> Iterator[Issue]:
+def _env_keep(
+    hub: ConfigView, sections: list[str], child: dict[str, Any], name: str
+) -> Iterator[Issue]:
     value, where = None, "c.Spawner.env_keep"
     for section in sections:
         found = hub.get(section, "env_keep")
