@@ -20,10 +20,11 @@ from typing import Any
 
 import jinja2
 
+from aifkit import resources
 from aifkit.errors import AifkitError
 from aifkit.slurm import format_time
 
-PACKAGED = Path(__file__).parent / "data" / "templates"
+PACKAGED = resources.data_path("templates")
 
 
 class TemplateError(AifkitError):
