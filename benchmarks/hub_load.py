@@ -485,7 +485,8 @@ def ensure_proxy() -> None:
     from aifkit.hub.run import proxy_bin
     from aifkit.hub.schema import HubConfig
 
-    local = proxy_bin(HubConfig(profile="local", base=REPO, state_dir=str(CHP_CACHE)))
+    config = HubConfig(profile="local", base=REPO, state_dir=str(CHP_CACHE), instructors=("x",))
+    local = proxy_bin(config)
     os.environ["PATH"] = f"{local}{os.pathsep}{os.environ['PATH']}"
 
 

@@ -118,3 +118,26 @@ def test_unknown_assignment_lists_known(tmp_path: Path) -> None:
     """Does asking for an unknown id list the known ones?"""
     with pytest.raises(CatalogError, match="known: a01-one, a02-two"):
         catalog.load(write(tmp_path, MINIMAL)).get("z99-none")
+
+
+def test_type_error_and_unknown_key_name_file_and_key(tmp_path: Path) -> None:
+    """Is a string for a whole number, or a misspelt key, reported with the file and key path?"""
+    data = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    data["tracks"][0]["assignments"][1]["minutes"] = "30"
+    data["tracks"][0]["summry"] = "typo"
+    path = write(tmp_path, data)
+    with pytest.raises(CatalogError) as info:
+        catalog.load(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: tracks[0].assignments[1].minutes: needs a whole number of learner minutes > 0,"
+        " got '30'",
+        f"{path}: tracks[0]: unknown key 'summry' (did you mean 'summary'? "
+        "allowed: assignments, id, summary, title)",
+    ]
+
+
+def test_catalog_is_read_only(tmp_path: Path) -> None:
+    """Can code change a loaded catalog by accident? (It must not: others share the object.)"""
+    loaded = catalog.load(write(tmp_path, MINIMAL))
+    with pytest.raises(ValueError, match="frozen"):
+        loaded.get("a01-one").minutes = 5  # type: ignore[misc]

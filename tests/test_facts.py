@@ -117,7 +117,7 @@ def test_load_reads_string_exponents_as_numbers(tmp_path: Path) -> None:
         (GOOD.replace("    source: somewhere\n", ""), "lacks source"),
         (GOOD.replace("989e12", "-1"), "positive finite"),
         (GOOD.replace("989e12", "lots"), "write a number"),
-        (GOOD + "    colour: blue\n", "unknown field"),
+        (GOOD + "    colour: blue\n", "facts.x: unknown key .colour."),
         (GOOD + GOOD.removeprefix("facts:\n"), "duplicate key 'x'"),
         ("facts: []\n", "top-level 'facts:'"),
         ("facts: {\n", "not valid YAML"),
@@ -131,3 +131,15 @@ def test_load_rejects_malformed_files(tmp_path: Path, text: str, message: str) -
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FactsError, match="cannot read"):
         facts.load(tmp_path / "absent.yml")
+
+
+def test_type_error_and_unknown_key_name_file_and_key(tmp_path: Path) -> None:
+    """Is a number where text belongs, or an unknown field, reported with the file and key?"""
+    path = _write(tmp_path, GOOD.replace("unit: FLOP/s", "unit: 5") + "    sorce: typo\n")
+    with pytest.raises(FactsError) as info:
+        facts.load(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: facts.x.unit: needs a unit, got 5",
+        f"{path}: facts.x: unknown key 'sorce' (did you mean 'source'? "
+        "allowed: kind, note, source, unit, value)",
+    ]

@@ -386,7 +386,7 @@ def test_nothing_outlives_the_batch(batch: dict[str, Any]) -> None:
 def test_flagged_submissions_name_the_construct(batch: dict[str, Any]) -> None:
     result = batch["results"]["showtraceback"]
     assert result.status == "flagged"
-    assert any(f.construct in ("showtraceback", "get_ipython") for f in result.findings)
+    assert any(f.pattern in ("showtraceback", "get_ipython") for f in result.findings)
     assert all(t.status == "flagged" and t.score == 0 for t in result.tests)
 
 

@@ -44,21 +44,33 @@ def _venv_on_path() -> Iterator[None]:
 
 
 def _test(grade_id: str, score: float, status: records.TestStatus = "passed") -> Outcome:
-    return Outcome("p1", grade_id, 2.0, score, status)
+    return Outcome(notebook="p1", grade_id=grade_id, max_score=2.0, score=score, status=status)
 
 
 def _results() -> list[SubmissionResult]:
     def result(student: str, status: records.SubmissionStatus, seconds: float, *tests: Outcome):
-        return SubmissionResult("ps1", student, status, seconds=seconds, tests=list(tests))
+        return SubmissionResult(
+            assignment="ps1", student=student, status=status, seconds=seconds, tests=list(tests)
+        )
 
     flagged = result("dan", "flagged", 4.0, _test("t1", 0, "flagged"), _test("t2", 2))
-    flagged.findings = [Finding("p1", "answer", 3, "sys.modules", "patches the grader")]
+    flagged.findings = [
+        Finding(
+            notebook="p1", cell="answer", line=3, pattern="sys.modules", reason="patches the grader"
+        )
+    ]
     return [
         result("ann", "graded", 1.0, _test("t1", 2), _test("t2", 2)),
         result("bob", "graded", 2.0, _test("t1", 1, "partial"), _test("t2", 2)),
         result("cat", "timeout", 10.0, _test("t1", 0, "not-run"), _test("t2", 0, "not-run")),
         flagged,
-        SubmissionResult("ps1", "eve", "kernel-died", "Kernel died: out of memory", 3.0),
+        SubmissionResult(
+            assignment="ps1",
+            student="eve",
+            status="kernel-died",
+            message="Kernel died: out of memory",
+            seconds=3.0,
+        ),
     ]
 
 

@@ -433,8 +433,16 @@ def test_instructor_cells_are_trusted_and_learner_cells_inspected() -> None:
     )
     findings = inspect_notebook(nb, "week1.ipynb")
     assert findings == [
-        Finding("week1.ipynb", "answer-1", 2, "sys.exit", findings[0].reason),
-        Finding("week1.ipynb", "cell 4", 2, "exit", findings[1].reason),
+        Finding(
+            notebook="week1.ipynb",
+            cell="answer-1",
+            line=2,
+            pattern="sys.exit",
+            reason=findings[0].reason,
+        ),
+        Finding(
+            notebook="week1.ipynb", cell="cell 4", line=2, pattern="exit", reason=findings[1].reason
+        ),
     ]
 
 
@@ -456,7 +464,7 @@ def test_rebinding_what_the_instructor_imported_or_defined_is_flagged() -> None:
         answer("answer-2", "def check(x):\n    pass"),
         cell("import jax.numpy as np"),
     )
-    flagged = {(f.cell, f.construct) for f in inspect_notebook(nb, "nb.ipynb")}
+    flagged = {(f.cell, f.pattern) for f in inspect_notebook(nb, "nb.ipynb")}
     assert flagged == {
         ("answer-1", "rebind assert_allclose"),
         ("answer-2", "rebind check"),
@@ -470,7 +478,7 @@ def test_imports_of_other_cells_resolve_names() -> None:
         answer("answer-1", "st.ttest_ind = lambda *a: (0, 1)"),
     )
     [finding] = inspect_notebook(nb, "nb.ipynb")
-    assert finding.construct == "patch scipy.stats.ttest_ind"
+    assert finding.pattern == "patch scipy.stats.ttest_ind"
 
 
 def test_manually_graded_answers_and_fake_locked_cells_are_inspected() -> None:

@@ -116,7 +116,7 @@ def _explain(result: SubmissionResult) -> str:
         if t.score != t.max_score or t.status != "passed"
     ]
     lines += [
-        f"  finding {f.notebook} {f.cell} line {f.line}: {f.construct}: {f.reason}"
+        f"  finding {f.notebook} {f.cell} line {f.line}: {f.pattern}: {f.reason}"
         for f in result.findings
     ]
     return "\n".join(lines)

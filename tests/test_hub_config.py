@@ -164,3 +164,28 @@ def test_secrets_are_made_private_once_and_exposed_ones_refused(tmp_path: Path) 
     (tmp_path / "state" / "secrets" / "cookie_secret").chmod(0o644)
     with pytest.raises(HubConfigError, match="chmod 600"):
         secrets.load(config)
+
+
+def test_type_error_and_unknown_key_name_file_and_key(tmp_path: Path) -> None:
+    """Is a spawn profile's text GPU count, or a misspelt key, reported with file and key path?"""
+    data = yaml.safe_load(FACTORY.read_text())
+    data["profiles"][1]["gpus"] = "two"
+    data["profiles"][2]["memory"] = 480
+    path = tmp_path / "hub-config" / "factory" / "config.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(HubConfigError) as info:
+        schema.load(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: profiles[1].gpus: needs a whole number of GPUs >= 0, got 'two'",
+        f"{path}: profiles[2]: unknown key 'memory' (did you mean 'memory_gb'? "
+        "allowed: cpus, display, extra, gpus, key, memory_gb, partition, time)",
+    ]
+
+
+def test_release_is_all_or_names() -> None:
+    """Is ``release`` either 'all' or a list of assignments, and anything else one clear error?"""
+    assert _parse(release=["a01-welcome"]).release == ("a01-welcome",)
+    with pytest.raises(HubConfigError) as info:
+        _parse(release="some")
+    assert str(info.value) == "test.yml: release: needs 'all' or a list of names, got 'some'"

@@ -58,3 +58,31 @@ def test_bad_profiles_are_errors(tmp_path: Path) -> None:
             site.load(str(path))
     with pytest.raises(site.SiteError, match="no site profile 'nowhere'"):
         site.load("nowhere")
+
+
+def test_type_error_and_unknown_key_name_file_and_key(tmp_path: Path) -> None:
+    """Is a quoted number, or a misspelt partition key, reported with the file and key path?"""
+    good = yaml.safe_load((site.SITES_DIR / "local.yml").read_text())
+    debug = dict(good["partitions"]["debug"])
+    debug["cpus_per_node"] = "2"
+    debug["gpu_per_node"] = debug.pop("gpus_per_node")
+    path = tmp_path / "typed.yml"
+    path.write_text(yaml.safe_dump({**good, "partitions": {"debug": debug}}))
+    with pytest.raises(site.SiteError) as info:
+        site.load(str(path))
+    lines = str(info.value).splitlines()
+    assert f"{path}: partitions.debug.cpus_per_node: needs a whole number >= 0, got '2'" in lines
+    assert f"{path}: partitions.debug: lacks gpus_per_node (needs " in str(info.value)
+    assert (
+        f"{path}: partitions.debug: unknown key 'gpu_per_node' (did you mean 'gpus_per_node'?"
+        in str(info.value)
+    )
+
+
+def test_unquoted_time_says_to_quote_it(tmp_path: Path) -> None:
+    """Does YAML's sexagesimal trap (1:00:00 read as 3600) get a message that says quote it?"""
+    text = (site.SITES_DIR / "local.yml").read_text().replace('"1-00:00:00"', "1:00:00")
+    path = tmp_path / "unquoted.yml"
+    path.write_text(text)
+    with pytest.raises(site.SiteError, match=r"max_time: needs a quoted SLURM time .* got 3600"):
+        site.load(str(path))

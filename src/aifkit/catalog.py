@@ -1,52 +1,52 @@
 """The course catalog (`courses/catalog.yml`): tracks, ordered assignments and their budgets.
 
 The catalog is the one source of truth for what the curriculum contains. ``load`` parses it
-into typed objects and reports every problem at once, each with its place in the file; typos
+into typed models and reports every problem at once, each with its place in the file; typos
 in keys are errors, not silently ignored settings. ``check_folders`` proves that every
 assignment folder under ``courses/`` is in the catalog and every entry has its notebook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from aifkit.course.tiers import TIERS
 from aifkit.errors import CatalogError
+from aifkit.models import Items, Model, Text, validate
 
 CATALOG_NAME = "catalog.yml"
 SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT_S = {"cpu-tiny": 120, "gpu": 600, "multi-gpu": 1200}
 
-_TOP_KEYS = {"schema_version", "course_id", "title", "tracks"}
-_TRACK_KEYS = {"id", "title", "summary", "assignments"}
-_ASSIGNMENT_KEYS = {
-    "id",
-    "title",
-    "notebook",
-    "minutes",
-    "objectives",
-    "prerequisites",
-    "budget_s",
-}
+
+def _known_tier(name: str) -> str:
+    if name not in TIERS:
+        raise ValueError(f"unknown tier (use {', '.join(TIERS)})")
+    return name
 
 
-@dataclass(frozen=True)
-class Assignment:
+TierName = Annotated[str, AfterValidator(_known_tier)]
+Seconds = Annotated[float, Field(gt=0, description="seconds > 0")]
+
+
+class Assignment(Model):
     """One nbgrader assignment: a folder under ``courses/`` holding one notebook."""
 
-    id: str
-    title: str
-    track: str
-    minutes: int
-    objectives: tuple[str, ...]
-    prerequisites: tuple[str, ...] = ()
-    budget_s: Mapping[str, float] = field(default_factory=dict)
-    notebook: str = ""
+    id: Text
+    title: Text
+    minutes: int = Field(gt=0, description="a whole number of learner minutes > 0")
+    objectives: Items[Text] = Field(min_length=1, description="at least one learning objective")
+    prerequisites: Items[Text] = ()
+    budget_s: dict[TierName, Seconds] = Field(default_factory=dict)
+    notebook: str = Field(
+        default="", pattern=r"^([^/]+\.ipynb)?$", description="a file name ending in .ipynb"
+    )
+    track: str = Field(default="", exclude=True)  # the id of its track, filled in by Track
 
     @property
     def notebook_name(self) -> str:
@@ -58,24 +58,34 @@ class Assignment:
         return float(self.budget_s.get(tier, DEFAULT_TIMEOUT_S[tier]))
 
 
-@dataclass(frozen=True)
-class Track:
+class Track(Model):
     """An ordered group of assignments (e.g. A, onboarding to the factory)."""
 
-    id: str
-    title: str
-    summary: str
-    assignments: tuple[Assignment, ...]
+    id: Text
+    title: Text
+    summary: Annotated[str, StringConstraints(strip_whitespace=True)] = ""
+    assignments: Items[Assignment] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tell_assignments_their_track(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("assignments"), list):
+            return data
+        track = str(data.get("id", "")).strip()
+        assignments = [
+            {**a, "track": track} if isinstance(a, dict) else a for a in data["assignments"]
+        ]
+        return {**data, "assignments": assignments}
 
 
-@dataclass(frozen=True)
-class Catalog:
+class Catalog(Model):
     """The whole curriculum, in teaching order."""
 
-    course_id: str
-    title: str
-    tracks: tuple[Track, ...]
-    root: Path
+    schema_version: Literal[1]
+    course_id: Text
+    title: Annotated[str, StringConstraints(strip_whitespace=True)] = ""
+    tracks: Items[Track]
+    root: Path = Field(exclude=True)  # the courses folder the file sits in
 
     def assignments(self) -> Iterator[Assignment]:
         """Every assignment, track by track, in order."""
@@ -104,160 +114,37 @@ class Catalog:
                 return assignment
         return None
 
-
-class _Problems:
-    """Collects every problem found while reading the catalog, each with its location."""
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-        self.items: list[str] = []
-
-    def add(self, where: str, message: str) -> None:
-        self.items.append(f"{self.source}: {where}: {message}")
-
-    def keys(
-        self, where: str, data: Mapping[str, Any], allowed: set[str], required: set[str]
-    ) -> None:
-        for key in sorted(set(data) - allowed):
-            self.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
-        for key in sorted(required - set(data)):
-            self.add(where, f"missing required key {key!r}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise CatalogError("invalid catalog:\n  " + "\n  ".join(self.items))
-
-
-def _text(problems: _Problems, where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        problems.add(where, f"expected a non-empty string, got {value!r}")
-        return ""
-    return value.strip()
-
-
-def _texts(problems: _Problems, where: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        problems.add(where, f"expected a list of strings, got {value!r}")
-        return ()
-    return tuple(_text(problems, f"{where}[{i}]", item) for i, item in enumerate(value))
-
-
-def _budget(problems: _Problems, where: str, value: Any) -> dict[str, float]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.add(where, f"expected a mapping tier -> seconds, got {value!r}")
-        return {}
-    budget: dict[str, float] = {}
-    for tier, seconds in value.items():
-        if tier not in TIERS:
-            problems.add(f"{where}.{tier}", f"unknown tier (use {', '.join(TIERS)})")
-        elif isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-            problems.add(f"{where}.{tier}", f"expected seconds > 0, got {seconds!r}")
-        else:
-            budget[tier] = float(seconds)
-    return budget
-
-
-def _assignment(problems: _Problems, where: str, data: Any, track: str) -> Assignment | None:
-    if not isinstance(data, dict):
-        problems.add(where, f"expected a mapping, got {data!r}")
-        return None
-    problems.keys(where, data, _ASSIGNMENT_KEYS, {"id", "title", "minutes", "objectives"})
-    minutes = data.get("minutes")
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes <= 0:
-        problems.add(f"{where}.minutes", f"expected whole learner minutes > 0, got {minutes!r}")
-        minutes = 0
-    objectives = _texts(problems, f"{where}.objectives", data.get("objectives"))
-    if "objectives" in data and not objectives:
-        problems.add(f"{where}.objectives", "list at least one learning objective")
-    notebook = data.get("notebook", "")
-    if notebook and (
-        not isinstance(notebook, str) or not notebook.endswith(".ipynb") or "/" in notebook
-    ):
-        problems.add(
-            f"{where}.notebook", f"expected a file name ending in .ipynb, got {notebook!r}"
-        )
-        notebook = ""
-    return Assignment(
-        id=_text(problems, f"{where}.id", data.get("id")),
-        title=_text(problems, f"{where}.title", data.get("title")),
-        track=track,
-        minutes=minutes,
-        objectives=objectives,
-        prerequisites=_texts(problems, f"{where}.prerequisites", data.get("prerequisites")),
-        budget_s=_budget(problems, f"{where}.budget_s", data.get("budget_s")),
-        notebook=notebook,
-    )
-
-
-def _track(problems: _Problems, where: str, data: Any) -> Track | None:
-    if not isinstance(data, dict):
-        problems.add(where, f"expected a mapping, got {data!r}")
-        return None
-    problems.keys(where, data, _TRACK_KEYS, {"id", "title"})
-    track_id = _text(problems, f"{where}.id", data.get("id"))
-    raw = data.get("assignments") or []
-    if not isinstance(raw, list):
-        problems.add(f"{where}.assignments", f"expected a list, got {raw!r}")
-        raw = []
-    assignments = [
-        _assignment(problems, f"{where}.assignments[{i}]", item, track_id)
-        for i, item in enumerate(raw)
-    ]
-    return Track(
-        id=track_id,
-        title=_text(problems, f"{where}.title", data.get("title")),
-        summary=str(data.get("summary", "")).strip(),
-        assignments=tuple(a for a in assignments if a is not None),
-    )
-
-
-def _check_order(problems: _Problems, catalog: Catalog) -> None:
-    """Ids are unique and every prerequisite comes earlier in the teaching order."""
-    seen: set[str] = set()
-    for assignment in catalog.assignments():
-        for prerequisite in assignment.prerequisites:
-            if prerequisite not in seen:
-                problems.add(
-                    assignment.id,
-                    f"prerequisite {prerequisite!r} must be an assignment listed before it",
-                )
-        if assignment.id in seen:
-            problems.add(assignment.id, "duplicate assignment id")
-        seen.add(assignment.id)
-    track_ids = [track.id for track in catalog.tracks]
-    for track_id in {t for t in track_ids if track_ids.count(t) > 1}:
-        problems.add(f"track {track_id}", "duplicate track id")
+    @model_validator(mode="after")
+    def _check_order(self) -> Catalog:
+        """Ids are unique and every prerequisite comes earlier in the teaching order."""
+        problems: list[str] = []
+        seen: set[str] = set()
+        for t, track in enumerate(self.tracks):
+            for a, assignment in enumerate(track.assignments):
+                where = f"tracks[{t}].assignments[{a}]"
+                for prerequisite in assignment.prerequisites:
+                    if prerequisite not in seen:
+                        problems.append(
+                            f"{where}.prerequisites: prerequisite {prerequisite!r} must be an "
+                            "assignment listed before it"
+                        )
+                if assignment.id in seen:
+                    problems.append(f"{where}.id: duplicate assignment id {assignment.id!r}")
+                seen.add(assignment.id)
+        track_ids = [track.id for track in self.tracks]
+        for t, track_id in enumerate(track_ids):
+            if track_id in track_ids[:t]:
+                problems.append(f"tracks[{t}].id: duplicate track id {track_id!r}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 def parse(data: Any, *, source: Path) -> Catalog:
     """Build a Catalog from already-loaded YAML data; raise CatalogError listing every problem."""
-    problems = _Problems(source)
-    if not isinstance(data, dict):
-        problems.add("top level", f"expected a mapping, got {type(data).__name__}")
-        problems.raise_if_any()
-    problems.keys("top level", data, _TOP_KEYS, {"schema_version", "course_id", "tracks"})
-    if data.get("schema_version") != SCHEMA_VERSION:
-        problems.add(
-            "schema_version", f"expected {SCHEMA_VERSION}, got {data.get('schema_version')!r}"
-        )
-    raw_tracks = data.get("tracks") or []
-    if not isinstance(raw_tracks, list):
-        problems.add("tracks", f"expected a list, got {raw_tracks!r}")
-        raw_tracks = []
-    tracks = [_track(problems, f"tracks[{i}]", item) for i, item in enumerate(raw_tracks)]
-    catalog = Catalog(
-        course_id=_text(problems, "course_id", data.get("course_id")),
-        title=str(data.get("title", "")).strip(),
-        tracks=tuple(t for t in tracks if t is not None),
-        root=source.parent,
-    )
-    _check_order(problems, catalog)
-    problems.raise_if_any()
-    return catalog
+    if isinstance(data, dict):
+        data = {**data, "root": source.parent}
+    return validate(Catalog, data, source=source, error=CatalogError)
 
 
 def load(path: Path | str = Path("courses") / CATALOG_NAME) -> Catalog:

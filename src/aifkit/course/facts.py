@@ -15,35 +15,65 @@ replaces it with its own number), so a learner can always tell which is which.
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from aifkit.errors import FactsError
+from aifkit.models import Model, Text, validate
 
 Kind = Literal["fact", "assumption"]
 KINDS: Final[tuple[str, ...]] = ("fact", "assumption")
-_REQUIRED: Final[frozenset[str]] = frozenset({"value", "unit", "source", "kind"})
-_ALLOWED: Final[frozenset[str]] = _REQUIRED | {"note"}
 
 
-@dataclass(frozen=True)
-class Fact:
+def _number_from_text(raw: object) -> object:
+    """YAML 1.1 reads 989e12 (no dot in the mantissa) as text: read it as the number it spells."""
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _identifier(name: str) -> str:
+    if not name.isidentifier():
+        raise ValueError(f"fact name {name!r} must be a snake_case identifier")
+    return name
+
+
+PositiveNumber = Annotated[
+    float,
+    BeforeValidator(_number_from_text),
+    Field(
+        gt=0,
+        allow_inf_nan=False,
+        description="a positive finite number (write a number such as 989e12)",
+    ),
+]
+
+
+class Fact(Model):
     """One number about the factory, with what it measures and where it comes from."""
 
-    name: str
-    value: float
-    unit: str
-    source: str
+    name: str = Field(default="", exclude=True)  # its key in the file, filled in by the loader
+    value: PositiveNumber
+    unit: Text = Field(description="a unit")
+    source: Text = Field(description="a source (a URL or a document name)")
     kind: Kind
-    note: str = ""
+    note: Annotated[str, StringConstraints(strip_whitespace=True)] = ""
+
+    @model_validator(mode="after")
+    def _assumptions_say_why(self) -> Fact:
+        if self.kind == "assumption" and not self.note:
+            raise ValueError("an assumption needs a note saying what is assumed and why")
+        return self
 
     @property
     def is_assumption(self) -> bool:
@@ -55,16 +85,41 @@ class Fact:
         return f"{self.name} = {self.value:g} {self.unit}{label}"
 
 
+class FactsFile(Model):
+    """The facts file: ``facts:``, a mapping of fact name -> fact."""
+
+    facts: dict[Annotated[str, AfterValidator(_identifier)], Fact] = Field(
+        min_length=1, description="a top-level 'facts:' mapping of name -> fact, with one at least"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_facts(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("facts"), dict):
+            return data
+        facts = {
+            name: {**entry, "name": name} if isinstance(entry, dict) else entry
+            for name, entry in data["facts"].items()
+        }
+        return {**data, "facts": facts}
+
+
 def data_path() -> Path:
     """Where the packaged facts file lives."""
     return Path(str(resources.files("aifkit") / "data" / "facts.yml"))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+try:  # libyaml's parser reads the file ten times faster: this runs at the start of every kernel
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # a PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """A safe YAML loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
 
 
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _construct_unique_mapping(loader: _SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Hashable] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
@@ -82,64 +137,6 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def _number(name: str, raw: object, where: str) -> float:
-    """Read a fact's value: a YAML number, or a string like '989e12' (YAML 1.1 reads it as text)."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise FactsError(f"{where}: fact {name!r} has value {raw!r}; write a number such as 989e12")
-    try:
-        number = float(raw)
-    except ValueError:
-        raise FactsError(
-            f"{where}: fact {name!r} has value {raw!r}; write a number such as 989e12"
-        ) from None
-    if not math.isfinite(number) or number <= 0:
-        raise FactsError(f"{where}: fact {name!r} must be a positive finite number, got {raw!r}")
-    return number
-
-
-def _text(name: str, entry: Mapping[str, object], key: str, where: str) -> str:
-    raw = entry.get(key, "")
-    if raw is None:
-        raw = ""
-    if not isinstance(raw, str):
-        raise FactsError(f"{where}: fact {name!r} field {key!r} must be text, got {raw!r}")
-    return raw.strip()
-
-
-def _parse_fact(name: object, entry: object, where: str) -> Fact:
-    if not isinstance(name, str) or not name.isidentifier():
-        raise FactsError(f"{where}: fact name {name!r} must be a snake_case identifier")
-    if not isinstance(entry, Mapping):
-        raise FactsError(f"{where}: fact {name!r} must be a mapping of value, unit, source, kind")
-    keys = set(entry)
-    missing = sorted(_REQUIRED - keys)
-    if missing:
-        raise FactsError(f"{where}: fact {name!r} lacks {', '.join(missing)}")
-    unknown = sorted(str(key) for key in keys - _ALLOWED)
-    if unknown:
-        raise FactsError(
-            f"{where}: fact {name!r} has unknown field(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(_ALLOWED))}"
-        )
-    fields = cast(Mapping[str, object], entry)
-    value = _number(name, fields["value"], where)
-    unit = _text(name, fields, "unit", where)
-    source = _text(name, fields, "source", where)
-    kind = _text(name, fields, "kind", where)
-    note = _text(name, fields, "note", where)
-    if not unit:
-        raise FactsError(f"{where}: fact {name!r} needs a unit")
-    if not source:
-        raise FactsError(f"{where}: fact {name!r} needs a source (a URL or a document name)")
-    if kind not in KINDS:
-        raise FactsError(f"{where}: fact {name!r} has kind {kind!r}; use 'fact' or 'assumption'")
-    if kind == "assumption" and not note:
-        raise FactsError(
-            f"{where}: assumption {name!r} needs a note saying what is assumed and why"
-        )
-    return Fact(name=name, value=value, unit=unit, source=source, kind=cast(Kind, kind), note=note)
-
-
 def load(path: str | Path | None = None) -> Mapping[str, Fact]:
     """Read and check a facts file (default: the packaged one); uncached, read-only result."""
     target = data_path() if path is None else Path(path)
@@ -151,16 +148,12 @@ def load(path: str | Path | None = None) -> Mapping[str, Fact]:
             "reinstall aifkit (the file is package data)"
         ) from exc
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # a safe loader
     except yaml.YAMLError as exc:
         raise FactsError(f"{target} is not valid YAML: {exc}") from exc
-    if not isinstance(document, Mapping) or not isinstance(document.get("facts"), Mapping):
-        raise FactsError(f"{target} must have a top-level 'facts:' mapping of name -> fact")
-    entries = cast(Mapping[object, object], document["facts"])
-    if not entries:
-        raise FactsError(f"{target} defines no facts")
-    parsed = {str(name): _parse_fact(name, entry, str(target)) for name, entry in entries.items()}
-    return MappingProxyType(parsed)
+    except FactsError as exc:
+        raise FactsError(f"{target}: {exc}") from None
+    return MappingProxyType(validate(FactsFile, document, source=target, error=FactsError).facts)
 
 
 @lru_cache(maxsize=1)

@@ -9,41 +9,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import AfterValidator, Field, model_validator
 
 from aifkit.errors import AifkitError
+from aifkit.models import Items, Model, validate
 
 SITES_DIR = Path(str(resources.files("aifkit") / "data" / "sites"))  # package data
 DEFAULT_SITE = "local"
 ENV_SITE = "AIFKIT_SITE"
-_SITE_KEYS = {
-    "name",
-    "description",
-    "account",
-    "default_partition",
-    "scratch",
-    "node_local_scratch",
-    "partitions",
-}
-_OPTIONAL_SITE_KEYS = frozenset(
-    {"templates"}
-)  # a folder of batch-script templates replacing ours by name
-_PARTITION_KEYS = {
-    "description",
-    "max_time",
-    "max_nodes",
-    "cpus_per_node",
-    "gpus_per_node",
-    "memory_per_node_gb",
-    "qos",
-}
 _TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})$")
 
 
@@ -51,36 +30,53 @@ class SiteError(AifkitError):
     """A site profile is missing or malformed."""
 
 
-def time_to_minutes(text: str) -> int:
-    """SLURM's [D-]HH:MM:SS as whole minutes (rounded up): '1-00:00:00' -> 1440."""
+def _seconds(text: str) -> int | None:
     match = _TIME.match(text.strip())
     if not match:
-        raise SiteError(f"time {text!r} is not in SLURM's D-HH:MM:SS or HH:MM:SS form")
+        return None
     days = int(match["days"] or 0)
-    seconds = ((days * 24 + int(match["h"])) * 60 + int(match["m"])) * 60 + int(match["s"])
+    return ((days * 24 + int(match["h"])) * 60 + int(match["m"])) * 60 + int(match["s"])
+
+
+def _time_form(text: str) -> str:
+    if _seconds(text) is None:
+        raise ValueError(f"time {text!r} is not in SLURM's D-HH:MM:SS or HH:MM:SS form")
+    return text
+
+
+def time_to_minutes(text: str) -> int:
+    """SLURM's [D-]HH:MM:SS as whole minutes (rounded up): '1-00:00:00' -> 1440."""
+    seconds = _seconds(text)
+    if seconds is None:
+        raise SiteError(f"time {text!r} is not in SLURM's D-HH:MM:SS or HH:MM:SS form")
     return -(-seconds // 60)
 
 
-@dataclass(frozen=True)
-class Partition:
+Count = Annotated[int, Field(ge=0, description="a whole number >= 0")]
+# Quoted in the file: YAML 1.1 reads an unquoted 1:00:00 as the number 3600.
+SlurmTime = Annotated[
+    str, AfterValidator(_time_form), Field(description="a quoted SLURM time such as '2-00:00:00'")
+]
+
+
+class Partition(Model):
     """One SLURM partition and its limits."""
 
-    name: str
+    name: str = Field(default="", exclude=True)  # its key under ``partitions``, filled in by Site
     description: str
-    max_time: str
-    max_nodes: int
-    cpus_per_node: int
-    gpus_per_node: int
-    memory_per_node_gb: int
-    qos: tuple[str, ...]
+    max_time: SlurmTime
+    max_nodes: Count
+    cpus_per_node: Count
+    gpus_per_node: Count
+    memory_per_node_gb: Count
+    qos: Items[str]
 
     @property
     def max_minutes(self) -> int:
         return time_to_minutes(self.max_time)
 
 
-@dataclass(frozen=True)
-class Site:
+class Site(Model):
     """A factory as its users see it: where to run, for how long, on whose account."""
 
     name: str
@@ -89,8 +85,31 @@ class Site:
     default_partition: str
     scratch: str
     node_local_scratch: str
-    partitions: Mapping[str, Partition]
-    templates: str = ""  # a folder whose batch-script templates replace the packaged ones by name
+    partitions: dict[str, Partition] = Field(
+        min_length=1, description="a non-empty mapping of partition name -> limits"
+    )
+    templates: str = Field(
+        "", description="a folder whose batch-script templates replace the packaged ones by name"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_partitions(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("partitions"), dict):
+            return data
+        partitions = {
+            name: {**limits, "name": name} if isinstance(limits, dict) else limits
+            for name, limits in data["partitions"].items()
+        }
+        return {**data, "partitions": partitions}
+
+    @model_validator(mode="after")
+    def _default_partition_exists(self) -> Site:
+        try:
+            self.partition()
+        except SiteError as error:
+            raise ValueError(f"default_partition: {error}") from None
+        return self
 
     def partition(self, name: str | None = None) -> Partition:
         """The named partition (default: the site's default), or a SiteError listing them."""
@@ -102,58 +121,10 @@ class Site:
         return self.partitions[key]
 
 
-def _check_keys(
-    where: str, data: Mapping[str, Any], required: set[str], optional: frozenset[str] = frozenset()
-) -> None:
-    unknown = sorted(set(data) - required - optional)
-    missing = sorted(required - set(data))
-    if unknown or missing:
-        raise SiteError(f"{where}: unknown keys {unknown}, missing keys {missing}")
-
-
-def _partition(where: str, name: str, data: Any) -> Partition:
-    if not isinstance(data, dict):
-        raise SiteError(f"{where}: expected a mapping, got {data!r}")
-    _check_keys(where, data, _PARTITION_KEYS)
-    for key in ("max_nodes", "cpus_per_node", "gpus_per_node", "memory_per_node_gb"):
-        if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0:
-            raise SiteError(f"{where}.{key}: expected a whole number >= 0, got {data[key]!r}")
-    time_to_minutes(str(data["max_time"]))
-    return Partition(
-        name=name,
-        description=str(data["description"]),
-        max_time=str(data["max_time"]),
-        max_nodes=data["max_nodes"],
-        cpus_per_node=data["cpus_per_node"],
-        gpus_per_node=data["gpus_per_node"],
-        memory_per_node_gb=data["memory_per_node_gb"],
-        qos=tuple(data["qos"] or ()),
-    )
-
-
 def parse(data: Any, *, source: str) -> Site:
     """Build a Site from loaded YAML, raising SiteError that names the file and key."""
-    if not isinstance(data, dict):
-        raise SiteError(f"{source}: expected a mapping at the top level")
-    _check_keys(source, data, _SITE_KEYS, _OPTIONAL_SITE_KEYS)
-    partitions = data["partitions"]
-    if not isinstance(partitions, dict) or not partitions:
-        raise SiteError(f"{source}: partitions must be a non-empty mapping")
-    parsed = {
-        name: _partition(f"{source}: partitions.{name}", name, p) for name, p in partitions.items()
-    }
-    site = Site(
-        name=str(data["name"]),
-        description=str(data["description"]),
-        account=str(data["account"] or ""),
-        default_partition=str(data["default_partition"]),
-        scratch=str(data["scratch"]),
-        node_local_scratch=str(data["node_local_scratch"]),
-        partitions=parsed,
-        templates=_templates_folder(data.get("templates"), source),
-    )
-    site.partition()  # the default partition must exist
-    return site
+    site = validate(Site, data, source=source, error=SiteError)
+    return site.model_copy(update={"templates": _templates_folder(site.templates, source)})
 
 
 def _templates_folder(value: Any, source: str) -> str:

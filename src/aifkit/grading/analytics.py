@@ -165,7 +165,7 @@ def report_data(
             if r.status in UNFINISHED
         ],
         "flagged": [
-            {"student": r.student, "constructs": sorted({f.construct for f in r.findings})}
+            {"student": r.student, "constructs": sorted({f.pattern for f in r.findings})}
             for r in results
             if r.status == "flagged" or r.findings
         ],

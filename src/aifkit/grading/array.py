@@ -126,8 +126,7 @@ def autograde_array(
         try:
             prepared.append(prepare(course, assignment, student, specs, workroot / "jobs"))
         except Exception as error:
-            failed = SubmissionResult(assignment, student, "error", f"cannot prepare: {error}")
-            record(None, Outcome(failed))
+            record(None, Outcome.failed(assignment, student, f"cannot prepare: {error}"))
     chunks = [prepared[i : i + chunk] for i in range(0, len(prepared), chunk)]
     if chunks:
         manifest = {"chunks": [[str(Path(j.folder) / "job.json") for j in c] for c in chunks]}
@@ -145,11 +144,11 @@ def autograde_array(
         for job in members:
             path = run_dir / "results" / f"{job.student}.json"
             try:
-                outcome = Outcome.from_json(json.loads(path.read_text(encoding="utf-8")))
+                outcome = Outcome.load(path)
                 record(job, outcome)
             except Exception as error:
                 log = run_dir / "logs" / f"task-{task}.log"
                 tail = log.read_text(errors="replace")[-800:] if log.exists() else "(no log)"
                 message = f"array task {task} left no result ({error}); its log ends:\n{tail}"
-                record(None, Outcome(SubmissionResult(assignment, job.student, "error", message)))
+                record(None, Outcome.failed(assignment, job.student, message))
     return [results[s] for s in students]

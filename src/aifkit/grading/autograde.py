@@ -67,7 +67,7 @@ def _grade_in_worker(job: Job, sandbox_kind: str, limits: Limits, threads: int) 
 def _failed(job_or_student: Job | str, assignment: str, error: BaseException) -> Outcome:
     student = job_or_student.student if isinstance(job_or_student, Job) else job_or_student
     detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-    return Outcome(SubmissionResult(assignment, student, "error", f"grader error: {detail}"))
+    return Outcome.failed(assignment, student, f"grader error: {detail}")
 
 
 def autograde(

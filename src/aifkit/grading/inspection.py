@@ -426,7 +426,10 @@ def inspect_notebook(
             continue
         label = _nbgrader(cell).get("grade_id") or f"cell {index}"
         hits = inspect_source(_source(cell), protected=protected, imports=imports)
-        findings.extend(Finding(notebook, str(label), *hit) for hit in hits)
+        findings.extend(
+            Finding(notebook=notebook, cell=str(label), line=line, pattern=pattern, reason=why)
+            for line, pattern, why in hits
+        )
     return findings
 
 

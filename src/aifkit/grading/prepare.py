@@ -10,53 +10,59 @@ on this machine or on SLURM nodes never touch it.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from pydantic import Field
 
 from aifkit.grading.course import Course, GradingError
 from aifkit.grading.intake import read_submission
+from aifkit.models import MutableModel, validate
+
+JOB_FILE = "job.json"
 
 
-@dataclass
-class NotebookSpec:
+class NotebookSpec(MutableModel):
     """What the gradebook says about one notebook of the assignment."""
 
-    tests: dict[str, float] = field(default_factory=dict)  # autograded test cells -> points
-    manual: dict[str, float] = field(default_factory=dict)  # manually graded cells -> points
+    tests: dict[str, float] = Field(default_factory=dict)  # autograded test cells -> points
+    manual: dict[str, float] = Field(default_factory=dict)  # manually graded cells -> points
 
 
-@dataclass
-class Job:
+class Job(MutableModel):
     """Everything a worker needs to grade one submission, as JSON-able data."""
 
     assignment: str
     student: str
     folder: str  # job folder: job.json and files/ (the sandbox's scratch template)
     specs: dict[str, NotebookSpec]
-    notebooks: dict[str, Any] = field(default_factory=dict)  # name -> sanitized notebook JSON
-    problems: dict[str, str] = field(default_factory=dict)
-    repairs: list[str] = field(default_factory=list)
-    trusted: list[str] = field(default_factory=list)  # digests of the release's own code cells
+    notebooks: dict[str, Any] = Field(default_factory=dict)  # name -> sanitized notebook JSON
+    problems: dict[str, str] = Field(default_factory=dict)
+    repairs: list[str] = Field(default_factory=list)
+    trusted: list[str] = Field(default_factory=list)  # digests of the release's own code cells
 
     @property
     def files(self) -> Path:
         return Path(self.folder) / "files"
 
     def save(self) -> Path:
-        path = Path(self.folder) / "job.json"
-        path.write_text(json.dumps(asdict(self)), encoding="utf-8")
+        path = Path(self.folder) / JOB_FILE
+        path.write_text(self.model_dump_json(), encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, path: Path) -> Job:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["specs"] = {k: NotebookSpec(**v) for k, v in data["specs"].items()}
-        return cls(**data)
+        """The job saved in ``path``; GradingError naming the file when it is unreadable or corrupt."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise GradingError(
+                f"{path}: cannot read the grading job: {error.strerror or error}"
+            ) from None
+        hint = "autograde the submission again: that prepares its job afresh"
+        return validate(cls, text, source=path, error=GradingError, from_json=True, hint=hint)
 
 
 def assignment_specs(course: Course, assignment: str) -> dict[str, NotebookSpec]:
@@ -88,7 +94,7 @@ def prepare(
     """Read, repair and sanitize one student's submission into ``workroot/<student>``."""
     folder = workroot / student
     shutil.rmtree(folder, ignore_errors=True)
-    job = Job(assignment, student, str(folder), specs)
+    job = Job(assignment=assignment, student=student, folder=str(folder), specs=specs)
     submitted = course.folder("submitted", student, assignment)
     intake = read_submission(submitted, sorted(specs))
     job.problems, job.repairs = dict(intake.problems), list(intake.repairs)

@@ -10,18 +10,22 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+
+from aifkit.grading.course import GradingError
+from aifkit.models import MutableModel, validate
 
 TestStatus = Literal["passed", "partial", "failed", "not-run", "flagged"]
 SubmissionStatus = Literal["graded", "flagged", "timeout", "kernel-died", "error"]
 
 RESULTS_DIRECTORY = "grading-results"
+_TOTALS = ("score", "max_score")  # written for readers of the file, derived from the tests
 
 
-@dataclass
-class TestResult:
+class TestResult(MutableModel):
     """The autograded score of one graded test cell and why it got it."""
 
     notebook: str
@@ -32,19 +36,19 @@ class TestResult:
     detail: str = ""
 
 
-@dataclass
-class Finding:
+class Finding(MutableModel):
     """A suspicious construct in a learner's code, for a human to review."""
 
     notebook: str
     cell: str  # grade_id of the cell, or "cell <index>" for an ungraded one
     line: int
-    construct: str
+    # what was found, e.g. "sys.exit"; read as "construct" from records written before 0.2
+    # (pydantic's BaseModel.construct takes that name)
+    pattern: str = Field(validation_alias=AliasChoices("pattern", "construct"))
     reason: str
 
 
-@dataclass
-class SubmissionResult:
+class SubmissionResult(MutableModel):
     """One student's submission of one assignment, after autograding (or failing to)."""
 
     assignment: str
@@ -52,9 +56,16 @@ class SubmissionResult:
     status: SubmissionStatus
     message: str = ""
     seconds: float = 0.0
-    tests: list[TestResult] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    repairs: list[str] = field(default_factory=list)
+    tests: list[TestResult] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    repairs: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_totals(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key not in _TOTALS}
+        return data
 
     @property
     def score(self) -> float:
@@ -65,22 +76,26 @@ class SubmissionResult:
         return sum(t.max_score for t in self.tests)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = self.model_dump(mode="json")
         data["score"], data["max_score"] = self.score, self.max_score
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SubmissionResult:
-        return cls(
-            assignment=data["assignment"],
-            student=data["student"],
-            status=data["status"],
-            message=data.get("message", ""),
-            seconds=float(data.get("seconds", 0.0)),
-            tests=[TestResult(**t) for t in data.get("tests", [])],
-            findings=[Finding(**f) for f in data.get("findings", [])],
-            repairs=list(data.get("repairs", [])),
-        )
+    def from_json(cls, data: Any, *, source: str | Path = "a grading record") -> SubmissionResult:
+        """A record from its JSON data; GradingError naming ``source`` and the bad keys."""
+        return validate(cls, data, source=source, error=GradingError)
+
+    @classmethod
+    def load(cls, path: Path) -> SubmissionResult:
+        """The record saved in ``path``; GradingError naming the file when it is corrupt."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise GradingError(
+                f"{path}: cannot read the grading record: {error.strerror or error}"
+            ) from None
+        rerun = f"autograde it again to rewrite it: aifkit grade autograde {path.parent.name} --student {path.stem}"
+        return validate(cls, text, source=path, error=GradingError, from_json=True, hint=rerun)
 
 
 def result_path(root: Path, assignment: str, student: str) -> Path:
@@ -101,7 +116,4 @@ def save(root: Path, result: SubmissionResult) -> Path:
 def load_all(root: Path, assignment: str) -> list[SubmissionResult]:
     """Every saved record of an assignment, sorted by student."""
     folder = root / RESULTS_DIRECTORY / assignment
-    return [
-        SubmissionResult.from_json(json.loads(p.read_text(encoding="utf-8")))
-        for p in sorted(folder.glob("*.json"))
-    ]
+    return [SubmissionResult.load(p) for p in sorted(folder.glob("*.json"))]

@@ -15,7 +15,7 @@ import math
 import nbformat
 
 from aifkit.grading.execute import CellRun
-from aifkit.grading.records import TestResult
+from aifkit.grading.records import TestResult, TestStatus
 
 
 def partial_credit(cell: nbformat.NotebookNode) -> str | None:
@@ -36,8 +36,15 @@ def score_test(
 ) -> TestResult:
     """The score of one autograded test cell, with the reason in plain words."""
 
-    def result(score: float, status: str, detail: str) -> TestResult:
-        return TestResult(notebook, grade_id, max_score, score, status, detail)  # type: ignore[arg-type]
+    def result(score: float, status: TestStatus, detail: str) -> TestResult:
+        return TestResult(
+            notebook=notebook,
+            grade_id=grade_id,
+            max_score=max_score,
+            score=score,
+            status=status,
+            detail=detail,
+        )
 
     if run is None or run.status == "not-run":
         return result(0.0, "not-run", run.detail if run else "the test cell was never run")
@@ -56,5 +63,5 @@ def score_test(
         return result(0.0, "failed", f"the test's value {value[:40]!r} is not a partial score")
     if not math.isfinite(number) or not 0.0 <= number <= max_score:
         return result(0.0, "failed", f"partial score {value[:40]} is outside 0..{max_score:g}")
-    status = "passed" if number == max_score else "partial"
+    status: TestStatus = "passed" if number == max_score else "partial"
     return result(number, status, "" if status == "passed" else f"partial credit {number:g}")

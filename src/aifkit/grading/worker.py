@@ -13,34 +13,56 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from pydantic import Field
 
 from aifkit.grading import sandbox as sandboxes
+from aifkit.grading.course import GradingError
 from aifkit.grading.execute import Execution, run_notebook
 from aifkit.grading.inspection import inspect_notebook
 from aifkit.grading.prepare import Job, digest
 from aifkit.grading.records import SubmissionResult, TestResult
 from aifkit.grading.sandbox import Limits, Sandbox
 from aifkit.grading.scoring import score_test
+from aifkit.models import MutableModel, validate
 
 
-@dataclass
-class Outcome:
+class Outcome(MutableModel):
     """A graded submission: the record and the executed notebooks (name -> notebook JSON)."""
 
     result: SubmissionResult
-    notebooks: dict[str, Any] = field(default_factory=dict)
+    notebooks: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"result": self.result.to_json(), "notebooks": self.notebooks}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Outcome:
-        return cls(SubmissionResult.from_json(data["result"]), data.get("notebooks", {}))
+    def failed(cls, assignment: str, student: str, message: str) -> Outcome:
+        """The outcome of a submission the grader could not grade: an error, nothing scored."""
+        return cls(
+            result=SubmissionResult(
+                assignment=assignment, student=student, status="error", message=message
+            )
+        )
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str | Path = "a worker's outcome") -> Outcome:
+        """An outcome from its JSON data; GradingError naming ``source`` and the bad keys."""
+        return validate(cls, data, source=source, error=GradingError)
+
+    @classmethod
+    def load(cls, path: Path) -> Outcome:
+        """The outcome a worker wrote to ``path``; GradingError naming the file if corrupt."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise GradingError(
+                f"{path}: cannot read the worker's outcome: {error.strerror or error}"
+            ) from None
+        return validate(cls, text, source=path, error=GradingError, from_json=True)
 
 
 def _test_cells(nb: nbformat.NotebookNode, tests: dict[str, float]) -> dict[int, str]:
@@ -67,8 +89,19 @@ def _score(
         for i, grade_id in cells.items()
     ]
     for grade_id in sorted(set(tests) - set(cells.values())):
-        results.append(TestResult(name, grade_id, tests[grade_id], 0.0, "not-run", "cell missing"))
+        results.append(_not_run(name, grade_id, tests[grade_id], "cell missing"))
     return results
+
+
+def _not_run(notebook: str, grade_id: str, points: float, why: str) -> TestResult:
+    return TestResult(
+        notebook=notebook,
+        grade_id=grade_id,
+        max_score=points,
+        score=0.0,
+        status="not-run",
+        detail=why,
+    )
 
 
 def _learner_code(nb: nbformat.NotebookNode, trusted: set[str]) -> nbformat.NotebookNode:
@@ -83,16 +116,16 @@ def _learner_code(nb: nbformat.NotebookNode, trusted: set[str]) -> nbformat.Note
 def grade(job: Job, sandbox: Sandbox, limits: Limits, threads: int = 1) -> Outcome:
     """Run and score every notebook of a job. Never raises for anything the learner did."""
     started = time.monotonic()
-    result = SubmissionResult(job.assignment, job.student, "graded", repairs=list(job.repairs))
-    outcome = Outcome(result)
+    result = SubmissionResult(
+        assignment=job.assignment, student=job.student, status="graded", repairs=list(job.repairs)
+    )
+    outcome = Outcome(result=result)
     messages: list[str] = []
     for name, spec in sorted(job.specs.items()):
         if name not in job.notebooks:
             problem = job.problems.get(name, f"{name}.ipynb was not graded")
             messages.append(problem)
-            result.tests += [
-                TestResult(name, g, p, 0.0, "not-run", problem) for g, p in spec.tests.items()
-            ]
+            result.tests += [_not_run(name, g, p, problem) for g, p in spec.tests.items()]
             continue
         nb = nbformat.from_dict(job.notebooks[name])
         result.findings += inspect_notebook(_learner_code(nb, set(job.trusted)), name)

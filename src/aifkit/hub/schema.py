@@ -7,35 +7,44 @@ Every problem names the key and says what is expected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BeforeValidator, Field, model_validator
 
+from aifkit.course.site import SlurmTime
 from aifkit.errors import AifkitError
+from aifkit.models import Items, Model, validate
 
 
 class HubConfigError(AifkitError):
     """The hub configuration file is missing, malformed, or asks for something impossible."""
 
 
-@dataclass(frozen=True)
-class SpawnProfile:
+def _number_as_text(raw: object) -> object:
+    """An environment value written as a YAML number (``OMP_NUM_THREADS: 4``) is its text."""
+    return str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else raw
+
+
+Names = Annotated[Items[str], Field(description="a list of names")]
+EnvText = Annotated[str, BeforeValidator(_number_as_text)]
+
+
+class SpawnProfile(Model):
     """One choice on the factory's spawn page: a SLURM allocation for a learner's server."""
 
     key: str
     display: str
     partition: str
-    cpus: int = 4
-    memory_gb: int = 16
-    gpus: int = 0
-    time: str = "02:00:00"
+    cpus: int = Field(default=4, ge=1, description="a whole number of cores >= 1")
+    memory_gb: int = Field(default=16, ge=1, description="a whole number of GB >= 1")
+    gpus: int = Field(default=0, ge=0, description="a whole number of GPUs >= 0")
+    time: SlurmTime = "02:00:00"
     extra: str = ""  # extra #SBATCH options, e.g. "--begin=now+1hour" in a test
 
 
-@dataclass(frozen=True)
-class Oidc:
+class Oidc(Model):
     """OIDC login through GenericOAuthenticator; the username is a stable claim, never email."""
 
     authorize_url: str
@@ -45,15 +54,14 @@ class Oidc:
     client_secret_file: str
     callback_url: str
     username_claim: str = "sub"
-    scope: tuple[str, ...] = ("openid",)
+    scope: Names = ("openid",)
 
 
-@dataclass(frozen=True)
-class HubConfig:
+class HubConfig(Model):
     """Everything that differs between the local training hub and the factory hub."""
 
-    profile: str  # local | factory
-    base: Path  # the folder relative paths are taken from (the config file's folder)
+    profile: Literal["local", "factory"] = Field(description="local or factory")
+    base: Path = Field(exclude=True)  # the folder relative paths are taken from (the config file's)
     bind_url: str = "http://127.0.0.1:8000"
     state_dir: str = "build/hub"
     db_url: str = ""  # empty: SQLite in the state folder
@@ -62,24 +70,40 @@ class HubConfig:
     cookie_secret_file: str = "secrets/cookie_secret"
     proxy_token_file: str = "secrets/proxy_token"
     concurrent_spawn_limit: int = 10
-    auth: str = "shared-password"  # shared-password | oidc | none (tests only)
+    auth: Literal["shared-password", "oidc", "none"] = "shared-password"  # none: tests only
     password_file: str = "secrets/passwords.txt"
     oidc: Oidc | None = None
-    instructors: tuple[str, ...] = ()
-    learners: tuple[str, ...] = ()
-    allowed_groups: tuple[str, ...] = ()
-    spawner: str = "local"  # local | slurm
+    instructors: Names = ()
+    learners: Names = ()
+    allowed_groups: Names = ()
+    spawner: Literal["local", "slurm"] = "local"
     start_timeout: int = 120
     http_timeout: int = 60
-    profiles: tuple[SpawnProfile, ...] = ()
+    profiles: Items[SpawnProfile] = ()
     course_id: str = "aifkit"
     course_root: str = "."
     exchange: str = ""  # empty: exchange/ in the state folder
-    release: tuple[str, ...] | str = "all"
+    release: Literal["all"] | Names = "all"
     culler_timeout: int = 3600
     culler_every: int = 300
     formgrader_port: int = 0  # 0: picked by apply from the bind port
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, EnvText] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HubConfig:
+        problems: list[str] = []
+        if self.auth == "oidc" and self.oidc is None:
+            problems.append("auth is oidc but the oidc: section is missing")
+        if self.spawner == "slurm" and not self.profiles:
+            problems.append("the slurm spawner needs at least one entry in profiles")
+        if not self.instructors:
+            problems.append("instructors: name at least one instructor")
+        overlap = set(self.instructors) & set(self.learners)
+        if overlap:
+            problems.append(f"learners: {sorted(overlap)} are both instructors and learners")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     def path(self, value: str) -> Path:
         """A configured path: absolute as given, else inside the state folder."""
@@ -105,94 +129,11 @@ class HubConfig:
         return self.instructors + self.learners
 
 
-_TOP = {f for f in HubConfig.__dataclass_fields__ if f not in ("base",)}
-
-
-def _expect(where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise HubConfigError(f"{where}: expected {what}, got {value!r}")
-    return value
-
-
-def _names(where: str, value: Any) -> tuple[str, ...]:
-    _expect(where, value, list, "a list of names")
-    for item in value:
-        _expect(where, item, str, "a list of names")
-    return tuple(value)
-
-
 def parse(data: Any, *, source: str, base: Path) -> HubConfig:
     """Typed settings from parsed YAML; every unknown key or wrong type is an error."""
-    _expect(source, data, dict, "a mapping of settings")
-    unknown = sorted(set(data) - _TOP)
-    if unknown:
-        raise HubConfigError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; known: {sorted(_TOP)}"
-        )
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        where = f"{source}: {key}"
-        default = HubConfig.__dataclass_fields__[key].default
-        if key in ("instructors", "learners", "allowed_groups"):
-            values[key] = _names(where, value)
-        elif key == "release":
-            values[key] = value if value == "all" else _names(where, value)
-        elif key == "profiles":
-            values[key] = tuple(_profile(f"{where}[{i}]", p) for i, p in enumerate(value or []))
-        elif key == "oidc":
-            values[key] = _oidc(where, value) if value else None
-        elif key == "extra_env":
-            values[key] = {
-                str(k): str(v) for k, v in (_expect(where, value, dict, "a mapping")).items()
-            }
-        elif isinstance(default, int):
-            values[key] = _expect(where, value, int, "a whole number")
-        else:
-            values[key] = _expect(where, value, str, "text")
-    config = HubConfig(base=base, **values)
-    _check(config, source)
-    return config
-
-
-def _profile(where: str, data: Any) -> SpawnProfile:
-    _expect(where, data, dict, "a mapping")
-    allowed = set(SpawnProfile.__dataclass_fields__)
-    unknown = sorted(set(data) - allowed)
-    if unknown or not {"key", "display", "partition"} <= set(data):
-        raise HubConfigError(f"{where}: needs key, display, partition; unknown {unknown}")
-    return SpawnProfile(**data)
-
-
-def _oidc(where: str, data: Any) -> Oidc:
-    _expect(where, data, dict, "a mapping")
-    fields = set(Oidc.__dataclass_fields__)
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise HubConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    if "scope" in data:
-        data = {**data, "scope": _names(f"{where}.scope", data["scope"])}
-    try:
-        return Oidc(**data)
-    except TypeError as error:
-        raise HubConfigError(f"{where}: {error}") from None
-
-
-def _check(config: HubConfig, source: str) -> None:
-    if config.profile not in ("local", "factory"):
-        raise HubConfigError(f"{source}: profile must be local or factory, not {config.profile!r}")
-    if config.auth not in ("shared-password", "oidc", "none"):
-        raise HubConfigError(f"{source}: auth must be shared-password, oidc or none")
-    if config.auth == "oidc" and config.oidc is None:
-        raise HubConfigError(f"{source}: auth is oidc but the oidc: section is missing")
-    if config.spawner not in ("local", "slurm"):
-        raise HubConfigError(f"{source}: spawner must be local or slurm, not {config.spawner!r}")
-    if config.spawner == "slurm" and not config.profiles:
-        raise HubConfigError(f"{source}: the slurm spawner needs at least one entry in profiles")
-    if not config.instructors:
-        raise HubConfigError(f"{source}: instructors: name at least one instructor")
-    overlap = set(config.instructors) & set(config.learners)
-    if overlap:
-        raise HubConfigError(f"{source}: {sorted(overlap)} are both instructors and learners")
+    if isinstance(data, dict):
+        data = {**data, "base": base}
+    return validate(HubConfig, data, source=source, error=HubConfigError)
 
 
 def load(path: Path, *, base: Path | None = None) -> HubConfig:

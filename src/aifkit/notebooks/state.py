@@ -2,7 +2,8 @@
 
 Durations order the work longest first and expose suspiciously fast "passes"; fingerprints let
 ``--cached`` skip notebooks whose inputs have not changed since they last passed. The state is
-one JSON file, written atomically, keyed by notebook path and tier.
+one JSON file, written atomically, keyed by notebook path and tier. A corrupt file is an error
+naming it (deleting it only forgets timings and cached passes), never silently half read.
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+
+from pydantic import Field
+
+from aifkit.errors import NotebookError
+from aifkit.models import Model, MutableModel, validate
 
 KEEP_DURATIONS = 5
 
 
-@dataclass
-class Record:
+class Record(MutableModel):
     """Memory of one notebook at one tier."""
 
-    durations: list[float] = field(default_factory=list)
+    durations: list[float] = Field(default_factory=list)
     passed_fingerprint: str = ""
 
     @property
@@ -33,6 +36,12 @@ class Record:
     def estimate(self) -> float | None:
         """Expected duration of the next run (the latest one)."""
         return self.durations[-1] if self.durations else None
+
+
+class StateFile(Model):
+    """The state file: ``records``, keyed ``<notebook path>::<tier>``."""
+
+    records: dict[str, Record] = Field(default_factory=dict)
 
 
 class State:
@@ -48,13 +57,20 @@ class State:
 
     @classmethod
     def load(cls, path: Path) -> State:
-        """Read the state; a missing or corrupt file starts empty (it is only a cache)."""
+        """Read the state; a missing file starts empty, a corrupt one is a NotebookError."""
+        hint = f"delete {path} to start afresh: it only holds timings and cached passes"
         try:
-            raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            records = {key: Record(**value) for key, value in raw.get("records", {}).items()}
-        except (OSError, ValueError, TypeError):
-            records = {}
-        return cls(path, records)
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path)
+        except OSError as error:
+            raise NotebookError(
+                f"{path}: cannot read the validation state: {error.strerror or error}"
+            ) from None
+        state = validate(
+            StateFile, text, source=path, error=NotebookError, from_json=True, hint=hint
+        )
+        return cls(path, state.records)
 
     def get(self, notebook: Path, tier: str) -> Record:
         return self.records.setdefault(self.key(notebook, tier), Record())
@@ -70,7 +86,7 @@ class State:
     def save(self) -> None:
         """Write atomically: a crash mid-write never leaves a half file behind."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"records": {key: asdict(record) for key, record in sorted(self.records.items())}}
+        data = StateFile(records=dict(sorted(self.records.items()))).model_dump(mode="json")
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1)
