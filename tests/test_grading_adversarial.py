@@ -33,10 +33,11 @@ from grading_course import (
     with_answers,
 )
 
-from aifkit.grading.autograde import Options, autograde
+from aifkit.grading.autograde import AutogradeOptions, autograde
 from aifkit.grading.course import Course
+from aifkit.grading.limits import Limits
 from aifkit.grading.records import SubmissionResult
-from aifkit.grading.sandbox import SANDBOX_UID_BASE, Limits
+from aifkit.grading.sandbox import SANDBOX_UID_BASE
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -294,7 +295,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     protected = sorted((root / "source").rglob("*")) + sorted((root / "release").rglob("*"))
     protected = [p for p in protected if p.is_file()]
     before = _digest(protected)
-    results = autograde(course, ASSIGNMENT, Options(jobs=2, limits=LIMITS))
+    results = autograde(course, ASSIGNMENT, AutogradeOptions(jobs=2, limits=LIMITS))
     server.close()
     yield {
         "course": course,

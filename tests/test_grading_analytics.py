@@ -31,7 +31,7 @@ from aifkit.grading.analytics import (
     write_report,
 )
 from aifkit.grading.export import export_csv, number
-from aifkit.grading.records import Finding, SubmissionResult
+from aifkit.grading.records import SubmissionResult, Suspicion
 from aifkit.grading.records import TestResult as Outcome  # not a pytest class
 
 
@@ -55,7 +55,7 @@ def _results() -> list[SubmissionResult]:
 
     flagged = result("dan", "flagged", 4.0, _test("t1", 0, "flagged"), _test("t2", 2))
     flagged.findings = [
-        Finding(
+        Suspicion(
             notebook="p1", cell="answer", line=3, pattern="sys.modules", reason="patches the grader"
         )
     ]

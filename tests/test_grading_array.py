@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from aifkit.cli import main
 from aifkit.course import jobs, site
 from aifkit.grading import array
-from aifkit.grading.autograde import Options
-from aifkit.grading.sandbox import Limits
+from aifkit.grading.autograde import AutogradeOptions
+from aifkit.grading.limits import Limits
 
 LOCAL = site.load("local")
 FACTORY = site.load("factory-example")
-OPTIONS = Options(limits=Limits(notebook_timeout_s=900))
+OPTIONS = AutogradeOptions(limits=Limits(notebook_timeout_s=900))
 
 
 def directives(script: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from aifkit.grading.inspection import inspect_notebook, inspect_source
-from aifkit.grading.records import Finding
+from aifkit.grading.records import Suspicion
 
 HOSTILE = [
     pytest.param(
@@ -433,14 +433,14 @@ def test_instructor_cells_are_trusted_and_learner_cells_inspected() -> None:
     )
     findings = inspect_notebook(nb, "week1.ipynb")
     assert findings == [
-        Finding(
+        Suspicion(
             notebook="week1.ipynb",
             cell="answer-1",
             line=2,
             pattern="sys.exit",
             reason=findings[0].reason,
         ),
-        Finding(
+        Suspicion(
             notebook="week1.ipynb", cell="cell 4", line=2, pattern="exit", reason=findings[1].reason
         ),
     ]

@@ -28,7 +28,7 @@ from traitlets.config import Config
 
 from aifkit import catalog
 from aifkit.grading import workflow
-from aifkit.grading.autograde import Options, autograde
+from aifkit.grading.autograde import AutogradeOptions, autograde
 from aifkit.grading.course import Course
 from aifkit.grading.records import SubmissionResult
 
@@ -168,7 +168,7 @@ def test_solution_full_blank_zero_wrong_partial(assignment: str, tmp_path: Path)
     )
     nbformat.write(wrong, str(wrong_path))
 
-    results = {r.student: r for r in autograde(course, assignment, Options(jobs=2))}
+    results = {r.student: r for r in autograde(course, assignment, AutogradeOptions(jobs=2))}
     assert sorted(results) == list(STUDENTS)
     report = "\n".join(_explain(results[s]) for s in STUDENTS)
 

@@ -21,9 +21,9 @@ from grading_course import (
 )
 
 from aifkit.grading import array, prepare
-from aifkit.grading.autograde import Options, autograde
+from aifkit.grading.autograde import AutogradeOptions, autograde
 from aifkit.grading.course import Course
-from aifkit.grading.sandbox import Limits
+from aifkit.grading.limits import Limits
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -63,9 +63,9 @@ def _scores(results: list) -> dict[str, float]:
 def test_parallel_equals_sequential_and_loses_no_row(tmp_path: Path) -> None:
     course = make_course(tmp_path)
     _submit_all(course)
-    sequential = autograde(course, ASSIGNMENT, Options(jobs=1, limits=LIMITS))
+    sequential = autograde(course, ASSIGNMENT, AutogradeOptions(jobs=1, limits=LIMITS))
     first = gradebook_scores(course)
-    parallel = autograde(course, ASSIGNMENT, Options(jobs=2, limits=LIMITS))
+    parallel = autograde(course, ASSIGNMENT, AutogradeOptions(jobs=2, limits=LIMITS))
     assert _scores(sequential) == EXPECTED, sequential
     assert _scores(parallel) == EXPECTED, parallel
     assert gradebook_scores(course) == first == EXPECTED, "one gradebook row per student"
@@ -108,7 +108,7 @@ def test_stock_nbgrader_autograde_is_sandboxed_and_fails_closed(tmp_path: Path) 
 def test_postgresql_gradebook(tmp_path: Path, postgres_gradebook_url: str) -> None:
     course = make_course(tmp_path, db_url=postgres_gradebook_url)
     _submit_all(course)
-    results = autograde(course, ASSIGNMENT, Options(jobs=2, limits=LIMITS))
+    results = autograde(course, ASSIGNMENT, AutogradeOptions(jobs=2, limits=LIMITS))
     assert _scores(results) == EXPECTED
     assert gradebook_scores(course) == EXPECTED
     assert not (tmp_path / "gradebook.db").exists(), "SQLite stayed unused"
@@ -122,14 +122,14 @@ def test_slurm_array_matches_local_grading_and_retries_a_failed_task(
     _submit_all(course)
     real_prepare = prepare.prepare
 
-    def prepare_breaking_fay(*args: object, **kwargs: object) -> prepare.Job:
+    def prepare_breaking_fay(*args: object, **kwargs: object) -> prepare.GradingJob:
         job = real_prepare(*args, **kwargs)  # type: ignore[arg-type]
         if job.student == "fay":  # its task will crash on a corrupt job file
             (Path(job.folder) / "job.json").write_text("{", encoding="utf-8")
         return job
 
     monkeypatch.setattr(array, "prepare", prepare_breaking_fay)
-    options = Options(limits=LIMITS)
+    options = AutogradeOptions(limits=LIMITS)
     results = array.autograde_array(course, ASSIGNMENT, options, chunk=1, timeout_s=600)
     by_student = {r.student: r for r in results}
     assert by_student["fay"].status == "error"
@@ -140,7 +140,11 @@ def test_slurm_array_matches_local_grading_and_retries_a_failed_task(
     assert "fay" not in gradebook_scores(course), "a failed task records nothing in the gradebook"
     monkeypatch.setattr(array, "prepare", real_prepare)
     retried = array.autograde_array(
-        course, ASSIGNMENT, Options(limits=LIMITS, retry_failed=True), chunk=2, timeout_s=600
+        course,
+        ASSIGNMENT,
+        AutogradeOptions(limits=LIMITS, retry_failed=True),
+        chunk=2,
+        timeout_s=600,
     )
     assert [(r.student, r.score) for r in retried] == [("fay", AUTOGRADED_POINTS)]
     assert gradebook_scores(course) == EXPECTED

@@ -11,9 +11,9 @@ import pytest
 from aifkit.errors import NotebookError
 from aifkit.grading import records
 from aifkit.grading.course import GradingError
-from aifkit.grading.prepare import Job, NotebookSpec
-from aifkit.grading.records import Finding, SubmissionResult
-from aifkit.grading.worker import Outcome
+from aifkit.grading.prepare import GradingJob, NotebookSpec
+from aifkit.grading.records import SubmissionResult, Suspicion
+from aifkit.grading.worker import GradingOutcome
 from aifkit.notebooks.state import State
 
 
@@ -30,7 +30,7 @@ def _result() -> SubmissionResult:
             )
         ],
         findings=[
-            Finding(notebook="p1", cell="answer", line=3, pattern="sys.exit", reason="exits")
+            Suspicion(notebook="p1", cell="answer", line=3, pattern="sys.exit", reason="exits")
         ],
     )
 
@@ -79,7 +79,7 @@ def test_corrupt_grading_record_names_file_and_key(
 
 def test_grading_job_round_trips_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
     """Does a job load back equal, and a corrupt job file fail naming it (not a KeyError)?"""
-    job = Job(
+    job = GradingJob(
         assignment="ps1",
         student="ada",
         folder=str(tmp_path),
@@ -88,29 +88,29 @@ def test_grading_job_round_trips_and_a_corrupt_one_is_named(tmp_path: Path) -> N
         trusted=["abc"],
     )
     path = job.save()
-    assert Job.load(path) == job
+    assert GradingJob.load(path) == job
     path.write_text(json.dumps({**json.loads(path.read_text()), "specs": {"p1": {"tests": []}}}))
     with pytest.raises(
         GradingError, match=rf"^{path}: specs\.p1\.tests: needs a mapping, got \[\]"
     ):
-        Job.load(path)
+        GradingJob.load(path)
     absent = tmp_path / "absent.json"
     with pytest.raises(
         GradingError, match=rf"^{absent}: cannot read the grading job: No such file"
     ):
-        Job.load(absent)
+        GradingJob.load(absent)
 
 
 def test_worker_outcome_round_trips_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
     """Does a worker's outcome file load back, and one missing its result fail naming the file?"""
-    outcome = Outcome(result=_result(), notebooks={"p1": {"cells": []}})
+    outcome = GradingOutcome(result=_result(), notebooks={"p1": {"cells": []}})
     path = tmp_path / "ada.json"
     path.write_text(json.dumps(outcome.to_json()))
-    assert Outcome.load(path) == outcome
+    assert GradingOutcome.load(path) == outcome
     path.write_text(json.dumps({"notebooks": {}}))
     with pytest.raises(GradingError, match=rf"^{path}: lacks result \(needs result\)$"):
-        Outcome.load(path)
-    failed = Outcome.failed("ps1", "bob", "cannot prepare")
+        GradingOutcome.load(path)
+    failed = GradingOutcome.failed("ps1", "bob", "cannot prepare")
     assert (failed.result.status, failed.result.message) == ("error", "cannot prepare")
 
 

@@ -26,12 +26,12 @@ from aifkit import slurm, templates
 from aifkit.course import jobs, tiers
 from aifkit.course import site as site_mod
 from aifkit.grading import records
-from aifkit.grading.autograde import WORK_DIRECTORY, Options, select_students
+from aifkit.grading.autograde import WORK_DIRECTORY, AutogradeOptions, select_students
 from aifkit.grading.commit import commit
 from aifkit.grading.course import Course, GradingError
-from aifkit.grading.prepare import Job, assignment_specs, prepare
+from aifkit.grading.prepare import GradingJob, assignment_specs, prepare
 from aifkit.grading.records import SubmissionResult
-from aifkit.grading.worker import Outcome
+from aifkit.grading.worker import GradingOutcome
 
 TEMPLATE = "grade-array.sbatch"
 
@@ -39,7 +39,7 @@ TEMPLATE = "grade-array.sbatch"
 def array_spec(
     run_dir: Path,
     assignment: str,
-    options: Options,
+    options: AutogradeOptions,
     *,
     site: site_mod.Site,
     chunk: int,
@@ -88,7 +88,7 @@ def render_script(spec: jobs.JobSpec, site: site_mod.Site, *, tasks: int) -> str
 def autograde_array(
     course: Course,
     assignment: str,
-    options: Options,
+    options: AutogradeOptions,
     *,
     chunk: int = 5,
     site: site_mod.Site | None = None,
@@ -112,7 +112,7 @@ def autograde_array(
     (run_dir / "results").mkdir()
     results: dict[str, SubmissionResult] = {}
 
-    def record(job: Job | None, outcome: Outcome) -> None:
+    def record(job: GradingJob | None, outcome: GradingOutcome) -> None:
         if job is not None:
             commit(course, job, outcome)
         else:
@@ -121,12 +121,12 @@ def autograde_array(
         if on_result is not None:
             on_result(outcome.result)
 
-    prepared: list[Job] = []
+    prepared: list[GradingJob] = []
     for student in students:
         try:
             prepared.append(prepare(course, assignment, student, specs, workroot / "jobs"))
         except Exception as error:
-            record(None, Outcome.failed(assignment, student, f"cannot prepare: {error}"))
+            record(None, GradingOutcome.failed(assignment, student, f"cannot prepare: {error}"))
     chunks = [prepared[i : i + chunk] for i in range(0, len(prepared), chunk)]
     if chunks:
         manifest = {"chunks": [[str(Path(j.folder) / "job.json") for j in c] for c in chunks]}
@@ -144,11 +144,11 @@ def autograde_array(
         for job in members:
             path = run_dir / "results" / f"{job.student}.json"
             try:
-                outcome = Outcome.load(path)
+                outcome = GradingOutcome.load(path)
                 record(job, outcome)
             except Exception as error:
                 log = run_dir / "logs" / f"task-{task}.log"
                 tail = log.read_text(errors="replace")[-800:] if log.exists() else "(no log)"
                 message = f"array task {task} left no result ({error}); its log ends:\n{tail}"
-                record(None, Outcome.failed(assignment, job.student, message))
+                record(None, GradingOutcome.failed(assignment, job.student, message))
     return [results[s] for s in students]

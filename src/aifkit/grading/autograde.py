@@ -22,15 +22,15 @@ from aifkit.grading import sandbox as sandboxes
 from aifkit.grading.commit import commit
 from aifkit.grading.course import Course, GradingError
 from aifkit.grading.limits import Limits
-from aifkit.grading.prepare import Job, assignment_specs, prepare
+from aifkit.grading.prepare import GradingJob, assignment_specs, prepare
 from aifkit.grading.records import SubmissionResult
-from aifkit.grading.worker import Outcome, grade
+from aifkit.grading.worker import GradingOutcome, grade
 
 WORK_DIRECTORY = ".aifkit-grading"  # job folders, under the course root (shared with SLURM nodes)
 
 
 @dataclass
-class Options:
+class AutogradeOptions:
     jobs: int = 1
     sandbox: str = "bubblewrap"
     limits: Limits = field(default_factory=Limits)  # a course's own: ``course.limits()``
@@ -38,7 +38,7 @@ class Options:
     retry_failed: bool = False  # only students whose last record is an error, timeout or death
 
 
-def select_students(course: Course, assignment: str, options: Options) -> list[str]:
+def select_students(course: Course, assignment: str, options: AutogradeOptions) -> list[str]:
     students = course.submitted_students(assignment)
     if options.students is not None:
         unknown = sorted(set(options.students) - set(students))
@@ -59,21 +59,25 @@ def _take_slot(slots: Any) -> None:
     _SLOT[0] = slots.get()
 
 
-def _grade_in_worker(job: Job, sandbox_kind: str, limits: Limits, threads: int) -> dict[str, Any]:
+def _grade_in_worker(
+    job: GradingJob, sandbox_kind: str, limits: Limits, threads: int
+) -> dict[str, Any]:
     box = sandboxes.make(sandbox_kind, slot=_SLOT[0])
     return grade(job, box, limits, threads).to_json()
 
 
-def _failed(job_or_student: Job | str, assignment: str, error: BaseException) -> Outcome:
-    student = job_or_student.student if isinstance(job_or_student, Job) else job_or_student
+def _failed(
+    job_or_student: GradingJob | str, assignment: str, error: BaseException
+) -> GradingOutcome:
+    student = job_or_student.student if isinstance(job_or_student, GradingJob) else job_or_student
     detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-    return Outcome.failed(assignment, student, f"grader error: {detail}")
+    return GradingOutcome.failed(assignment, student, f"grader error: {detail}")
 
 
 def autograde(
     course: Course,
     assignment: str,
-    options: Options,
+    options: AutogradeOptions,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[SubmissionResult], None] | None = None,
 ) -> list[SubmissionResult]:
@@ -86,7 +90,7 @@ def autograde(
     workroot = course.root / WORK_DIRECTORY / assignment
     results: dict[str, SubmissionResult] = {}
 
-    def record(job: Job | None, student: str, outcome: Outcome) -> None:
+    def record(job: GradingJob | None, student: str, outcome: GradingOutcome) -> None:
         try:
             if job is not None:
                 commit(course, job, outcome)
@@ -115,8 +119,8 @@ def _grade_all(
     students: list[str],
     specs: dict[str, Any],
     workroot: Path,
-    options: Options,
-) -> Iterable[tuple[str, tuple[Job, Outcome] | BaseException]]:
+    options: AutogradeOptions,
+) -> Iterable[tuple[str, tuple[GradingJob, GradingOutcome] | BaseException]]:
     """Prepare in this process, grade in ``options.jobs`` workers, yield as they finish."""
     threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))
     context = multiprocessing.get_context("forkserver")
@@ -132,7 +136,7 @@ def _grade_all(
         if options.jobs > 1
         else None
     )
-    pending: dict[futures.Future[dict[str, Any]], Job] = {}
+    pending: dict[futures.Future[dict[str, Any]], GradingJob] = {}
     try:
         for student in students:
             try:
@@ -160,13 +164,13 @@ def _grade_all(
 
 
 def _collect(
-    pending: dict[futures.Future[dict[str, Any]], Job], when: str
-) -> Iterable[tuple[str, tuple[Job, Outcome] | BaseException]]:
+    pending: dict[futures.Future[dict[str, Any]], GradingJob], when: str
+) -> Iterable[tuple[str, tuple[GradingJob, GradingOutcome] | BaseException]]:
     done, _ = futures.wait(list(pending), return_when=when)
     for future in done:
         job = pending.pop(future)
         try:
-            yield job.student, (job, Outcome.from_json(future.result()))
+            yield job.student, (job, GradingOutcome.from_json(future.result()))
         except Exception as error:  # a worker that crashed (BrokenProcessPool included)
             yield job.student, error
 

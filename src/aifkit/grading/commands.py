@@ -120,7 +120,7 @@ def autograde(
     """Autograde every submission of ASSIGNMENT, each in its own sandbox."""
     from aifkit.course import site
     from aifkit.grading import array
-    from aifkit.grading.autograde import Options, status_table
+    from aifkit.grading.autograde import AutogradeOptions, status_table
     from aifkit.grading.autograde import autograde as run_autograde
     from aifkit.grading.limits import unread_settings
     from aifkit.grading.progress import GradingProgress
@@ -130,7 +130,7 @@ def autograde(
     course = _course(root)
     for message in unread_settings(course.config):
         click.secho(f"warning: {message}", fg="yellow", err=True)
-    options = Options(
+    options = AutogradeOptions(
         jobs=jobs,
         sandbox="none" if no_sandbox else sandbox,
         limits=course.limits(**limit_flags),

@@ -15,11 +15,11 @@ import nbformat
 
 from aifkit.grading import records
 from aifkit.grading.course import Course
-from aifkit.grading.prepare import Job
-from aifkit.grading.worker import Outcome
+from aifkit.grading.prepare import GradingJob
+from aifkit.grading.worker import GradingOutcome
 
 
-def commit(course: Course, job: Job, outcome: Outcome) -> None:
+def commit(course: Course, job: GradingJob, outcome: GradingOutcome) -> None:
     """Write one outcome; the record is saved last, so it only exists once all is written."""
     result = outcome.result
     if result.status != "error":
@@ -28,7 +28,7 @@ def commit(course: Course, job: Job, outcome: Outcome) -> None:
     records.save(course.root, result)
 
 
-def _write_gradebook(course: Course, job: Job, outcome: Outcome) -> None:
+def _write_gradebook(course: Course, job: GradingJob, outcome: GradingOutcome) -> None:
     from nbgrader.utils import compute_checksum
 
     result = outcome.result
@@ -58,7 +58,9 @@ def _write_gradebook(course: Course, job: Job, outcome: Outcome) -> None:
     _late_penalties(course, job, outcome)
 
 
-def _comments(gb: Any, nb: nbformat.NotebookNode, name: str, job: Job, checksum: Any) -> None:
+def _comments(
+    gb: Any, nb: nbformat.NotebookNode, name: str, job: GradingJob, checksum: Any
+) -> None:
     """nbgrader's "No response." for answers left as released."""
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -69,7 +71,7 @@ def _comments(gb: Any, nb: nbformat.NotebookNode, name: str, job: Job, checksum:
         comment.auto_comment = "No response." if unchanged else None
 
 
-def _late_penalties(course: Course, job: Job, outcome: Outcome) -> None:
+def _late_penalties(course: Course, job: GradingJob, outcome: GradingOutcome) -> None:
     from nbgrader.preprocessors import AssignLatePenalties
 
     for name, nb in outcome.notebooks.items():
@@ -84,7 +86,7 @@ def _late_penalties(course: Course, job: Job, outcome: Outcome) -> None:
         AssignLatePenalties(config=course.config).preprocess(nbformat.from_dict(nb), resources)
 
 
-def _write_autograded(course: Course, job: Job, outcome: Outcome) -> None:
+def _write_autograded(course: Course, job: GradingJob, outcome: GradingOutcome) -> None:
     """Replace ``autograded/<student>/<assignment>`` in one rename, files and notebooks."""
     target = course.folder("autograded", job.student, job.assignment)
     staging = target.parent / f".{target.name}.staging"

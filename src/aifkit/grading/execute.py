@@ -30,7 +30,8 @@ from jupyter_client.manager import KernelManager
 
 from aifkit import processes
 from aifkit.grading import proof
-from aifkit.grading.sandbox import INSIDE_HOME, Limits, Sandbox, claim_slot
+from aifkit.grading.limits import Limits
+from aifkit.grading.sandbox import INSIDE_HOME, Sandbox, claim_slot
 
 CellStatus = Literal["ok", "error", "timeout", "dead", "output-limit", "not-run"]
 INTERRUPT_GRACE_S = 5.0
@@ -49,7 +50,7 @@ class CellRun:
 
 
 @dataclass
-class Execution:
+class SandboxRun:
     """An executed notebook and what the grader saw of each cell."""
 
     nb: nbformat.NotebookNode
@@ -249,10 +250,10 @@ def run_notebook(
     workdir: Path,
     tests: set[int],
     threads: int = 1,
-) -> Execution:
+) -> SandboxRun:
     """Execute every code cell of ``nb`` (in place) in the sandbox; ``tests`` get a proof."""
     started = time.monotonic()
-    execution = Execution(nb=nb)
+    execution = SandboxRun(nb=nb)
     nb_deadline = started + limits.notebook_timeout_s
     budget = [limits.output_bytes]
     code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]

@@ -41,7 +41,7 @@ from typing import Any
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 
-from aifkit.grading.records import Finding
+from aifkit.grading.records import Suspicion
 
 Hit = tuple[int, str, str]  # (line, construct, reason)
 
@@ -407,7 +407,7 @@ def inspect_source(
 
 def inspect_notebook(
     nb: nbformat.NotebookNode, notebook: str, *, trusted_ids: Collection[str] | None = None
-) -> list[Finding]:
+) -> list[Suspicion]:
     """Findings in the code cells a learner can edit: answer cells and cells they added.
 
     Read-only (locked) and test cells from the instructor are trusted, and names they import or
@@ -420,14 +420,14 @@ def inspect_notebook(
     trees = {i: _parse(_source(c)) for i, c in cells}
     protected = _defined_names(t for i, t in trees.items() if i in trusted)
     imports = {k: v for k, v in _defined_names(trees.values()).items() if v}
-    findings: list[Finding] = []
+    findings: list[Suspicion] = []
     for index, cell in cells:
         if index in trusted:
             continue
         label = _nbgrader(cell).get("grade_id") or f"cell {index}"
         hits = inspect_source(_source(cell), protected=protected, imports=imports)
         findings.extend(
-            Finding(notebook=notebook, cell=str(label), line=line, pattern=pattern, reason=why)
+            Suspicion(notebook=notebook, cell=str(label), line=line, pattern=pattern, reason=why)
             for line, pattern, why in hits
         )
     return findings

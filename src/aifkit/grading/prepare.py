@@ -31,7 +31,7 @@ class NotebookSpec(MutableModel):
     manual: dict[str, float] = Field(default_factory=dict)  # manually graded cells -> points
 
 
-class Job(MutableModel):
+class GradingJob(MutableModel):
     """Everything a worker needs to grade one submission, as JSON-able data."""
 
     assignment: str
@@ -53,7 +53,7 @@ class Job(MutableModel):
         return path
 
     @classmethod
-    def load(cls, path: Path) -> Job:
+    def load(cls, path: Path) -> GradingJob:
         """The job saved in ``path``; GradingError naming the file when it is unreadable or corrupt."""
         try:
             text = path.read_text(encoding="utf-8")
@@ -90,11 +90,11 @@ def assignment_specs(course: Course, assignment: str) -> dict[str, NotebookSpec]
 
 def prepare(
     course: Course, assignment: str, student: str, specs: dict[str, NotebookSpec], workroot: Path
-) -> Job:
+) -> GradingJob:
     """Read, repair and sanitize one student's submission into ``workroot/<student>``."""
     folder = workroot / student
     shutil.rmtree(folder, ignore_errors=True)
-    job = Job(assignment=assignment, student=student, folder=str(folder), specs=specs)
+    job = GradingJob(assignment=assignment, student=student, folder=str(folder), specs=specs)
     submitted = course.folder("submitted", student, assignment)
     intake = read_submission(submitted, sorted(specs))
     job.problems, job.repairs = dict(intake.problems), list(intake.repairs)

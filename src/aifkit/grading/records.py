@@ -36,7 +36,7 @@ class TestResult(MutableModel):
     detail: str = ""
 
 
-class Finding(MutableModel):
+class Suspicion(MutableModel):
     """A suspicious construct in a learner's code, for a human to review."""
 
     notebook: str
@@ -57,7 +57,7 @@ class SubmissionResult(MutableModel):
     message: str = ""
     seconds: float = 0.0
     tests: list[TestResult] = Field(default_factory=list)
-    findings: list[Finding] = Field(default_factory=list)
+    findings: list[Suspicion] = Field(default_factory=list)
     repairs: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")

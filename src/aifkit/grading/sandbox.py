@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aifkit.errors import AifkitError
-from aifkit.grading.limits import Limits as Limits  # the sandbox applies them; defined there
+from aifkit.grading.limits import Limits
 
 SANDBOX_UID_BASE = 61000  # one unprivileged uid per running kernel: 61000, 61001, ...
 SANDBOX_SLOTS = 256

@@ -21,16 +21,17 @@ from pydantic import Field
 
 from aifkit.grading import sandbox as sandboxes
 from aifkit.grading.course import GradingError
-from aifkit.grading.execute import Execution, run_notebook
+from aifkit.grading.execute import SandboxRun, run_notebook
 from aifkit.grading.inspection import inspect_notebook
-from aifkit.grading.prepare import Job, digest
+from aifkit.grading.limits import Limits
+from aifkit.grading.prepare import GradingJob, digest
 from aifkit.grading.records import SubmissionResult, TestResult
-from aifkit.grading.sandbox import Limits, Sandbox
+from aifkit.grading.sandbox import Sandbox
 from aifkit.grading.scoring import score_test
 from aifkit.models import MutableModel, validate
 
 
-class Outcome(MutableModel):
+class GradingOutcome(MutableModel):
     """A graded submission: the record and the executed notebooks (name -> notebook JSON)."""
 
     result: SubmissionResult
@@ -40,7 +41,7 @@ class Outcome(MutableModel):
         return {"result": self.result.to_json(), "notebooks": self.notebooks}
 
     @classmethod
-    def failed(cls, assignment: str, student: str, message: str) -> Outcome:
+    def failed(cls, assignment: str, student: str, message: str) -> GradingOutcome:
         """The outcome of a submission the grader could not grade: an error, nothing scored."""
         return cls(
             result=SubmissionResult(
@@ -49,12 +50,12 @@ class Outcome(MutableModel):
         )
 
     @classmethod
-    def from_json(cls, data: Any, *, source: str | Path = "a worker's outcome") -> Outcome:
+    def from_json(cls, data: Any, *, source: str | Path = "a worker's outcome") -> GradingOutcome:
         """An outcome from its JSON data; GradingError naming ``source`` and the bad keys."""
         return validate(cls, data, source=source, error=GradingError)
 
     @classmethod
-    def load(cls, path: Path) -> Outcome:
+    def load(cls, path: Path) -> GradingOutcome:
         """The outcome a worker wrote to ``path``; GradingError naming the file if corrupt."""
         try:
             text = path.read_text(encoding="utf-8")
@@ -75,7 +76,7 @@ def _test_cells(nb: nbformat.NotebookNode, tests: dict[str, float]) -> dict[int,
 
 
 def _score(
-    name: str, nb: nbformat.NotebookNode, tests: dict[str, float], execution: Execution
+    name: str, nb: nbformat.NotebookNode, tests: dict[str, float], execution: SandboxRun
 ) -> list[TestResult]:
     cells = _test_cells(nb, tests)
     results = [
@@ -113,13 +114,13 @@ def _learner_code(nb: nbformat.NotebookNode, trusted: set[str]) -> nbformat.Note
     return copy
 
 
-def grade(job: Job, sandbox: Sandbox, limits: Limits, threads: int = 1) -> Outcome:
+def grade(job: GradingJob, sandbox: Sandbox, limits: Limits, threads: int = 1) -> GradingOutcome:
     """Run and score every notebook of a job. Never raises for anything the learner did."""
     started = time.monotonic()
     result = SubmissionResult(
         assignment=job.assignment, student=job.student, status="graded", repairs=list(job.repairs)
     )
-    outcome = Outcome(result=result)
+    outcome = GradingOutcome(result=result)
     messages: list[str] = []
     for name, spec in sorted(job.specs.items()):
         if name not in job.notebooks:
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     box.check()
     args.out.mkdir(parents=True, exist_ok=True)
     for job_file in manifest["chunks"][args.task]:
-        job = Job.load(Path(job_file))
+        job = GradingJob.load(Path(job_file))
         outcome = grade(job, box, limits)
         target = args.out / f"{job.student}.json"
         tmp = target.with_suffix(".tmp")
