@@ -80,6 +80,21 @@ def validate(
         raise error("\n".join([*lines, hint] if hint else lines)) from None
 
 
+def load_json(
+    model: type[M], path: Path, *, what: str, error: type[AifkitError], hint: str = ""
+) -> M:
+    """The ``model`` saved as JSON in ``path`` (``what`` names it in messages); else ``error``.
+
+    Missing, unreadable and corrupt files alike raise ``error`` naming the file; ``hint`` says
+    how to recover.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    return validate(model, text, source=path, error=error, from_json=True, hint=hint)
+
+
 def problems(exc: ValidationError, model: type[BaseModel], data: Any, *, source: str) -> list[str]:
     """One ``<source>: <key path>: <problem>`` line per problem in ``exc``.
 

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from aifkit.grading.course import Course, GradingError
 from aifkit.grading.intake import read_submission
-from aifkit.models import MutableModel, validate
+from aifkit.models import MutableModel, load_json
 
 JOB_FILE = "job.json"
 
@@ -55,14 +55,8 @@ class GradingJob(MutableModel):
     @classmethod
     def load(cls, path: Path) -> GradingJob:
         """The job saved in ``path``; GradingError naming the file when it is unreadable or corrupt."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise GradingError(
-                f"{path}: cannot read the grading job: {error.strerror or error}"
-            ) from None
         hint = "autograde the submission again: that prepares its job afresh"
-        return validate(cls, text, source=path, error=GradingError, from_json=True, hint=hint)
+        return load_json(cls, path, what="the grading job", error=GradingError, hint=hint)
 
 
 def assignment_specs(course: Course, assignment: str) -> dict[str, NotebookSpec]:

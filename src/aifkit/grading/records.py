@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, model_validator
 
 from aifkit.grading.course import GradingError
-from aifkit.models import MutableModel, validate
+from aifkit.models import MutableModel, load_json, validate
 
 TestStatus = Literal["passed", "partial", "failed", "not-run", "flagged"]
 SubmissionStatus = Literal["graded", "flagged", "timeout", "kernel-died", "error"]
@@ -88,14 +88,8 @@ class SubmissionResult(MutableModel):
     @classmethod
     def load(cls, path: Path) -> SubmissionResult:
         """The record saved in ``path``; GradingError naming the file when it is corrupt."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise GradingError(
-                f"{path}: cannot read the grading record: {error.strerror or error}"
-            ) from None
         rerun = f"autograde it again to rewrite it: aifkit grade autograde {path.parent.name} --student {path.stem}"
-        return validate(cls, text, source=path, error=GradingError, from_json=True, hint=rerun)
+        return load_json(cls, path, what="the grading record", error=GradingError, hint=rerun)
 
 
 def result_path(root: Path, assignment: str, student: str) -> Path:

@@ -28,7 +28,7 @@ from aifkit.grading.prepare import GradingJob, digest
 from aifkit.grading.records import SubmissionResult, TestResult
 from aifkit.grading.sandbox import Sandbox
 from aifkit.grading.scoring import score_test
-from aifkit.models import MutableModel, validate
+from aifkit.models import MutableModel, load_json, validate
 
 
 class GradingOutcome(MutableModel):
@@ -57,13 +57,7 @@ class GradingOutcome(MutableModel):
     @classmethod
     def load(cls, path: Path) -> GradingOutcome:
         """The outcome a worker wrote to ``path``; GradingError naming the file if corrupt."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise GradingError(
-                f"{path}: cannot read the worker's outcome: {error.strerror or error}"
-            ) from None
-        return validate(cls, text, source=path, error=GradingError, from_json=True)
+        return load_json(cls, path, what="the worker's outcome", error=GradingError)
 
 
 def _test_cells(nb: nbformat.NotebookNode, tests: dict[str, float]) -> dict[int, str]:

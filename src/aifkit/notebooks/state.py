@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field
 
 from aifkit.errors import NotebookError
-from aifkit.models import Model, MutableModel, validate
+from aifkit.models import Model, MutableModel, load_json
 
 KEEP_DURATIONS = 5
 
@@ -59,16 +59,10 @@ class State:
     def load(cls, path: Path) -> State:
         """Read the state; a missing file starts empty, a corrupt one is a NotebookError."""
         hint = f"delete {path} to start afresh: it only holds timings and cached passes"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not path.exists():
             return cls(path)
-        except OSError as error:
-            raise NotebookError(
-                f"{path}: cannot read the validation state: {error.strerror or error}"
-            ) from None
-        state = validate(
-            StateFile, text, source=path, error=NotebookError, from_json=True, hint=hint
+        state = load_json(
+            StateFile, path, what="the validation state", error=NotebookError, hint=hint
         )
         return cls(path, state.records)
 
