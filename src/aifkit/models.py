@@ -80,6 +80,21 @@ def validate(
         raise error("\n".join([*lines, hint] if hint else lines)) from None
 
 
+def name_entries(data: Any, key: str) -> Any:
+    """``data`` with each entry of its ``key`` mapping given its own key as ``name``.
+
+    YAML files name entries by their keys (``partitions: {gpu: {...}}``); the models carry the
+    name inside each entry. Anything that is not such a mapping is left for validation to report.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+        return data
+    named = {
+        name: {**entry, "name": name} if isinstance(entry, dict) else entry
+        for name, entry in data[key].items()
+    }
+    return {**data, key: named}
+
+
 def load_json(
     model: type[M], path: Path, *, what: str, error: type[AifkitError], hint: str = ""
 ) -> M:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from aifkit.errors import FactsError
-from aifkit.models import Model, Text, validate
+from aifkit.models import Model, Text, name_entries, validate
 
 Kind = Literal["fact", "assumption"]
 KINDS: Final[tuple[str, ...]] = ("fact", "assumption")
@@ -95,13 +95,7 @@ class FactsFile(Model):
     @model_validator(mode="before")
     @classmethod
     def _name_the_facts(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("facts"), dict):
-            return data
-        facts = {
-            name: {**entry, "name": name} if isinstance(entry, dict) else entry
-            for name, entry in data["facts"].items()
-        }
-        return {**data, "facts": facts}
+        return name_entries(data, "facts")
 
 
 def data_path() -> Path:

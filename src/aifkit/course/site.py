@@ -18,7 +18,7 @@ import yaml
 from pydantic import AfterValidator, Field, model_validator
 
 from aifkit.errors import AifkitError
-from aifkit.models import Items, Model, validate
+from aifkit.models import Items, Model, name_entries, validate
 
 SITES_DIR = Path(str(resources.files("aifkit") / "data" / "sites"))  # package data
 DEFAULT_SITE = "local"
@@ -95,13 +95,7 @@ class Site(Model):
     @model_validator(mode="before")
     @classmethod
     def _name_the_partitions(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("partitions"), dict):
-            return data
-        partitions = {
-            name: {**limits, "name": name} if isinstance(limits, dict) else limits
-            for name, limits in data["partitions"].items()
-        }
-        return {**data, "partitions": partitions}
+        return name_entries(data, "partitions")
 
     @model_validator(mode="after")
     def _default_partition_exists(self) -> Site:
