@@ -101,6 +101,20 @@ def fit_environment(env: Mapping[str, str], *, affinity: int) -> dict[str, str]:
     return fitted
 
 
+def kernel_environment(env: Mapping[str, str], *, warn: bool = True) -> dict[str, str]:
+    """What a kernel started with ``env`` runs with: ``fit_environment`` at this process's
+    affinity, where a bad AIFKIT_THREADS is ignored (with a warning on stderr) rather than
+    stopping a learner's kernel from starting. The kernel zygote applies the same function."""
+    affinity = affinity_count()
+    try:
+        return fit_environment(env, affinity=affinity)
+    except LauncherError as exc:
+        if warn:
+            print(f"aifkit.launcher: warning: {exc}; ignoring {ENV_THREADS}", file=sys.stderr)
+        rest = {k: v for k, v in env.items() if k != ENV_THREADS}
+        return fit_environment(rest, affinity=affinity)
+
+
 def affinity_count() -> int:
     """CPUs this process may run on (its affinity mask), or os.cpu_count() where unknown."""
     try:
@@ -141,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def kernel_arguments(argv: Sequence[str]) -> list[str] | None:
+    """ipykernel_launcher's arguments in the launcher's command line (None for --print-env)."""
+    args, rest = _parser().parse_known_args(list(argv))
+    return None if args.print_env else rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Fit the environment and exec ipykernel_launcher (returns only for --print-env/errors)."""
     args, rest = _parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
@@ -152,12 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"aifkit.launcher: error: {exc}", file=sys.stderr)
             return 2
         return 0
-    try:
-        env = fit_environment(os.environ, affinity=affinity)
-    except LauncherError as exc:  # a typo must not stop a learner's kernel from starting
-        print(f"aifkit.launcher: warning: {exc}; ignoring {ENV_THREADS}", file=sys.stderr)
-        rest_env = {k: v for k, v in os.environ.items() if k != ENV_THREADS}
-        env = fit_environment(rest_env, affinity=affinity)
+    env = kernel_environment(os.environ)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *rest], env)

@@ -1,13 +1,17 @@
 """Content hash of everything a notebook's execution depends on, for ``validate --cached``.
 
 Inputs: the code cells, the kernelspec (name and kernel.json), the tier and parameters, the
-dependency lock, the aifkit package (notebooks import it; its bundled data included), the
-files beside the notebook, and the globs it declares in ``metadata.aifkit.reads``. Markdown
-edits do not invalidate the cache; any of the above does.
+dependency lock, the aifkit code a kernel can run, aifkit's package data, the files beside the
+notebook, and the globs it declares in ``metadata.aifkit.reads``. The aifkit code a kernel can
+run is the course library (``aifkit.course``), the kernel launcher and zygote, and every aifkit
+module those or the notebook's cells import, followed through import statements (``ast``): a
+module the course starts importing counts from then on. Markdown edits do not invalidate the
+cache, nor do edits to tooling no kernel imports (the hub, grading, this toolchain).
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -20,6 +24,92 @@ from aifkit.notebooks import reading
 
 LOCK_FILE = "requirements.lock"
 _SKIP_SUFFIXES = {".pyc", ".log"}
+#: What a kernel runs of aifkit before any notebook import: the launcher (or the zygote that
+#: stands in for it) and the library the course imports.
+KERNEL_SIDE = ("launcher", "zygote")
+COURSE_LIBRARY = "course"
+PACKAGE_DATA = "data"
+
+
+def imported_names(source: str, package: str = "") -> set[str]:
+    """Dotted names the import statements of ``source`` may load, parent packages included.
+
+    ``from m import n`` gives ``m`` and also ``m.n`` (a module when ``n`` is a submodule);
+    relative imports resolve against ``package``. Source that does not parse imports nothing.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: max(0, len(package.split(".")) - node.level + 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            if not base:
+                continue
+            modules = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for name in modules:
+            parts = name.split(".")
+            found.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return found
+
+
+def _module_file(name: str, src_root: Path) -> Path | None:
+    """The file of module ``name`` below ``src_root``, or None when it is not a module there."""
+    base = src_root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def kernel_code(package_dir: Path, imports: Iterable[str] = ()) -> list[Path]:
+    """The files of the package at ``package_dir`` that a notebook's kernel can run.
+
+    Starts from the course library, the kernel launcher and zygote, and the package's modules
+    in ``imports`` (what the notebook's cells import); follows every import statement to the
+    package's modules (and their packages' ``__init__``) that they load.
+    """
+    name = package_dir.name
+    src_root = package_dir.parent
+    course = package_dir / COURSE_LIBRARY
+    queue = [
+        ".".join(f.relative_to(src_root).with_suffix("").parts).removesuffix(".__init__")
+        for f in sorted(course.rglob("*.py"))
+    ]
+    queue += [f"{name}.{module}" for module in KERNEL_SIDE]
+    queue += [m for m in imports if m == name or m.startswith(name + ".")]
+    seen: set[str] = set()
+    files: set[Path] = set()
+    while queue:
+        module = queue.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        file = _module_file(module, src_root)
+        if file is None:
+            continue
+        files.add(file)
+        parts = module.split(".")
+        queue += [".".join(parts[:i]) for i in range(1, len(parts))]
+        package = module if file.name == "__init__.py" else ".".join(parts[:-1])
+        source = file.read_text(encoding="utf-8", errors="replace")
+        queue += [m for m in imported_names(source, package) if m.split(".")[0] == name]
+    return sorted(files)
+
+
+def code_only(source: str) -> str:
+    """A cell's source without IPython's magics and shell escapes, which ``ast`` cannot parse."""
+    return "\n".join(
+        "" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()
+    )
 
 
 def find_root(start: Path) -> Path | None:
@@ -69,11 +159,13 @@ def fingerprint(
     parameters: Mapping[str, Any] | None = None,
     exclude: Iterable[Path] = (),
     nb: Any = None,
+    package_dir: Path | None = None,
 ) -> str:
     """Hex digest that changes whenever anything this notebook's run depends on changes.
 
     ``exclude`` names folders that validation itself writes (reports, state), never inputs;
-    ``nb`` is the notebook when the caller has read it already.
+    ``nb`` is the notebook when the caller has read it already; ``package_dir`` is the aifkit
+    package whose code counts (this one unless a test hashes a copy).
     """
     nb = reading.read(path) if nb is None else nb
     root = find_root(path.resolve().parent)
@@ -91,7 +183,11 @@ def fingerprint(
     add("aifkit-metadata", json.dumps(aifkit_meta, sort_keys=True))
     kernel = nb.metadata.get("kernelspec", {}).get("name", "")
     add("kernelspec", _kernel_json(kernel, [resources.jupyter_data_dir()]))
-    inputs = [Path(aifkit.__file__).parent, path.parent]
+    package = package_dir or Path(aifkit.__file__).parent
+    cell_imports = set().union(
+        *(imported_names(code_only(reading.source_of(c))) for _, c in reading.code_cells(nb))
+    )
+    inputs = [*kernel_code(package, cell_imports), package / PACKAGE_DATA, path.parent]
     if root:
         inputs.append(root / LOCK_FILE)
         inputs.extend(p for glob in aifkit_meta.get("reads", []) for p in root.glob(glob))

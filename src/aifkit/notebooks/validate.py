@@ -1,13 +1,16 @@
 """``aifkit validate``: execute notebooks in parallel at a tier and say clearly what failed.
 
 The pipeline, in order: find notebooks -> plan each job (tier, timeout, fingerprint) -> skip
-unchanged ones with ``cached`` -> run longest first on N workers (fresh kernel each, one retry
-only when the kernel fails to start) -> reject suspicious passes -> remember durations and
-fingerprints -> report. One notebook's failure never stops the others.
+unchanged ones with ``cached`` -> start the run's kernel zygote with the heavy modules the
+notebooks import -> run longest first on N workers (fresh kernel each, forked from the zygote
+when it can be, one retry only when the kernel fails to start) -> reject suspicious passes ->
+remember durations and fingerprints -> report. One notebook's failure never stops the others.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -24,6 +27,7 @@ from aifkit.notebooks import execute, reading
 from aifkit.notebooks.figures import figures_of
 from aifkit.notebooks.fingerprint import fingerprint
 from aifkit.notebooks.state import State
+from aifkit.notebooks.warm import zygote_for
 
 CACHED = "cached"
 SUSPICIOUS = "suspicious"
@@ -49,6 +53,7 @@ class Outcome:
     attempts: int = 0
     output: str = ""
     figures: dict[str, str] = field(default_factory=dict)
+    kernel: str = ""  # "forked" from the run's zygote or "started"; "" when none ran
 
     @property
     def ok(self) -> bool:
@@ -78,6 +83,7 @@ class Options:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     state_path: Path = DEFAULT_STATE
     reset_timings: bool = False
+    warm: bool = True
 
 
 def display_name(path: Path) -> str:
@@ -228,6 +234,7 @@ def _run(plan: Plan, recorded_min: float | None) -> Outcome:
         attempts=attempts,
         output=str(plan.job.output),
         figures=figures_of(plan.job.output),
+        kernel=run.kernel,
     )
 
 
@@ -241,10 +248,14 @@ def validate(
     parameters: Mapping[str, Any] | None = None,
     state_path: Path = DEFAULT_STATE,
     reset_timings: bool = False,
+    warm: bool = True,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Validate every notebook below ``paths``; outcomes in the order the notebooks were found."""
+    """Validate every notebook below ``paths``; outcomes in the order the notebooks were found.
+
+    ``warm`` forks kernels from a zygote with the run's heavy imports done (see
+    ``aifkit.zygote``); ``warm=False`` starts every kernel from scratch."""
     options = Options(
         tier=tier,
         jobs=max(1, jobs),
@@ -253,6 +264,7 @@ def validate(
         parameters=dict(parameters or {}),
         state_path=state_path,
         reset_timings=reset_timings,
+        warm=warm,
     )
     concrete = tiers.resolve(options.tier)
     state = State.load(options.state_path)
@@ -281,7 +293,10 @@ def validate(
         if on_result:
             on_result(outcome)
     plans.sort(key=lambda plan: plan.estimate, reverse=True)
-    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+    zygote = zygote_for([p.job for p in plans]) if options.warm else contextlib.nullcontext()
+    with zygote as zygote_socket, ThreadPoolExecutor(options.jobs) as pool:
+        for plan in plans:
+            plan.job = dataclasses.replace(plan.job, zygote=zygote_socket)
         futures = {
             pool.submit(_run, plan, state.get(plan.path, concrete).minimum): plan for plan in plans
         }
