@@ -71,15 +71,15 @@ def test_package_data_counts(digest, package: Path) -> None:
 
 
 def test_a_module_the_course_starts_importing_counts_from_then_on(digest, package: Path) -> None:
-    """When course/jobs.py starts importing a new aifkit.slurm, do edits to it count?"""
-    slurm = package / "slurm.py"
-    slurm.write_text('"""A new SLURM client."""\n', encoding="utf-8")
+    """When course/jobs.py starts importing a new aifkit module, do edits to it count?"""
+    client = package / "newclient.py"
+    client.write_text('"""A new client."""\n', encoding="utf-8")
     before = digest()
-    _edit(slurm)
+    _edit(client)
     assert digest() == before, "not imported by anything a kernel runs yet"
-    _edit(package / "course" / "jobs.py", "\nfrom aifkit import slurm  # noqa: E402\n")
+    _edit(package / "course" / "jobs.py", "\nfrom aifkit import newclient  # noqa: E402\n")
     wired = digest()
-    _edit(slurm)
+    _edit(client)
     assert digest() != wired
 
 
