@@ -18,10 +18,15 @@ What makes a forked kernel as fresh as a started one:
 - a kernel is killed with its process group when the connection that asked for it closes, and
   every kernel when the zygote's standard input closes (its owner is gone).
 
-Protocol (one connection per kernel, JSON lines): the client sends
-``{"cmd": [...], "env": {...}, "cwd": ..., "log": ...}`` (the kernel's command line as jupyter_client
-built it); the zygote answers ``{"pid": N}`` or
-``{"refused": "why"}``, and later ``{"exit": code}`` when the kernel ends.
+What still differs, by design: the kernels of one zygote share its string-hash seed; their stdin
+is /dev/null rather than a pipe nobody writes to; and a cell that changes a variable such as
+MPLBACKEND or OMP_NUM_THREADS before importing a preloaded module gets the module as the
+zygote's environment configured it (thread and backend settings belong to the kernel's
+environment, which the launcher fits; no course notebook sets them in a cell).
+
+Protocol (one connection per kernel, JSON lines): the client sends ``{"cmd": [...], "env":
+{...}, "cwd": ..., "log": ...}`` (the command line jupyter_client built); the zygote answers
+``{"pid": N}`` or ``{"refused": "why"}``, and later ``{"exit": code}`` when the kernel ends.
 
 Run by ``aifkit.notebooks.warm``: ``python -m aifkit.zygote SOCKET [MODULE ...]``. Linux only
 (``os.pidfd_open``). This module imports nothing heavy itself.
@@ -142,7 +147,10 @@ class Zygote:
 
     def _read_request(self, conn: socket.socket, listener: socket.socket) -> None:
         """Read a request line; fork on a full one; a closed connection kills its kernel."""
-        data = conn.recv(65536)
+        try:
+            data = conn.recv(65536)
+        except OSError:  # reset by a runner that was killed: the same as closed
+            data = b""
         kernel = next((k for k in self.kernels.values() if k.conn is conn), None)
         if not data:  # the runner is gone: so is its kernel
             self.selector.unregister(conn)
@@ -207,15 +215,16 @@ class Zygote:
             self.selector.unregister(kernel.pidfd)
         os.close(kernel.pidfd)
         self.kernels.pop(kernel.pid, None)
-        with contextlib.suppress(OSError):
-            _send(kernel.conn, {"exit": os.waitstatus_to_exitcode(status)})
+        _send(kernel.conn, {"exit": os.waitstatus_to_exitcode(status)})
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(kernel.conn)
         kernel.conn.close()
 
 
 def _send(conn: socket.socket, message: dict[str, Any]) -> None:
-    conn.sendall(json.dumps(message).encode() + b"\n")
+    """Answer a runner; one that has gone away learns nothing, and its kernel dies on EOF."""
+    with contextlib.suppress(OSError):
+        conn.sendall(json.dumps(message).encode() + b"\n")
 
 
 def _kill_group(pid: int, *, group: bool = True) -> None:
