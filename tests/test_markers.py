@@ -76,7 +76,8 @@ def test_fixtures_and_modules_mark_what_a_test_needs(marks: dict[str, set[str]])
     """Are tests marked from the fixtures they use (a module-wide usefixtures included), and
     explicitly where no fixture tells (a notebook that needs SLURM, the browser, the sandbox)?"""
     slurm = having(marks, "slurm")
-    assert {i for i in marks if i.startswith("tests/test_slurm.py")} <= slurm
+    assert "tests/test_slurm.py::test_batch_job_gets_its_gpu" in slurm  # uses slurm_cluster
+    assert "tests/test_slurm.py::test_missing_and_silent_commands_say_so" not in slurm  # parser
     assert "tests/test_notebooks.py::test_notebook_runs_at_cpu_tiny[a03-slurm]" in slurm
     assert "tests/test_jobs.py::test_cli_submit_wait_and_status" in slurm
     assert "tests/test_notebooks.py::test_notebook_runs_at_cpu_tiny[a01-welcome]" not in slurm
@@ -98,8 +99,9 @@ def test_make_test_fast_leaves_out_services_and_course_notebooks(
     course-notebook test? (A marker expression is and/or/not over marker names, as in Python.)"""
     expression = fast_expression()
     fast = {i for i, names in marks.items() if eval(expression, {}, _Marks.fromkeys(names, True))}
+    assert "tests/test_slurm.py::test_batch_job_gets_its_gpu" not in fast
+    assert "tests/test_slurm.py::test_missing_and_silent_commands_say_so" in fast
     left_out = (
-        "test_slurm",
         "test_hub_local",
         "test_hub_browser",
         "test_postgres",

@@ -151,20 +151,23 @@ def launch(
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="aifkit-dist-") as scratch:
         logs = [Path(scratch) / f"rank{rank}.log" for rank in range(world_size)]
-        pipes = [_CONTEXT.Pipe(duplex=False) for _ in range(world_size)]
-        processes = [
-            _CONTEXT.Process(
+        receivers: list[Connection] = []
+        processes: list[BaseProcess] = []
+        for rank in range(world_size):
+            # Each pipe is made just before its rank starts and the parent's sending end closed
+            # just after, so no other rank inherits it: a rank that dies is seen (EOF) at once,
+            # not only when every other rank has ended too.
+            receiver, sender = _CONTEXT.Pipe(duplex=False)
+            process = _CONTEXT.Process(
                 target=_rank_main,
-                args=(fn, rank, world_size, args, backend, port, logs[rank], pipes[rank][1]),
+                args=(fn, rank, world_size, args, backend, port, logs[rank], sender),
             )
-            for rank in range(world_size)
-        ]
-        for process in processes:
             process.start()
-        for _, sender in pipes:
             sender.close()
+            receivers.append(receiver)
+            processes.append(process)
         try:
-            values = _collect([receiver for receiver, _ in pipes], timeout_s, logs)
+            values = _collect(receivers, timeout_s, logs)
         finally:
             _stop(processes)
         outputs = [
@@ -198,31 +201,45 @@ def _collect(
             try:
                 status, payload = pickle.loads(pending.pop(rank).recv_bytes())
             except EOFError:
+                if failures:  # peers that already failed did so because this rank died
+                    failures[rank] = _death(rank, logs[rank])
+                    break
                 raise DistError(
-                    f"rank {rank} died before returning (killed, out of memory or os._exit); "
-                    f"the other ranks were stopped. Its output:\n{_tail(logs[rank])}"
+                    f"{_death(rank, logs[rank])}\nThe other ranks were stopped."
                 ) from None
             if status == "error":
                 failures[rank] = payload
             else:
                 values[rank] = payload
         if failures:
-            failures.update(_late_failures(pending, grace_s=1.0))
+            failures.update(_late_failures(pending, logs, grace_s=1.0))
             raise _first_failure(failures, len(receivers))
     return values
 
 
-def _late_failures(pending: dict[int, Connection], grace_s: float) -> dict[int, str]:
-    """Errors other ranks report within ``grace_s``: the rank that raised first may arrive last."""
+def _death(rank: int, log: Path) -> str:
+    return (
+        f"rank {rank} died before returning (killed, out of memory or os._exit). "
+        f"Its output:\n{_tail(log)}"
+    )
+
+
+def _late_failures(
+    pending: dict[int, Connection], logs: Sequence[Path], grace_s: float
+) -> dict[int, str]:
+    """Errors and deaths other ranks report within ``grace_s``: the cause may arrive last."""
     late: dict[int, str] = {}
     ready = wait(list(pending.values()), timeout=grace_s)
     for rank, conn in pending.items():
         if conn not in ready:
             continue
-        with contextlib.suppress(EOFError):
+        try:
             status, payload = pickle.loads(conn.recv_bytes())
-            if status == "error":
-                late[rank] = payload
+        except EOFError:
+            late[rank] = _death(rank, logs[rank])
+            continue
+        if status == "error":
+            late[rank] = payload
     return late
 
 
