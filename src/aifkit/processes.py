@@ -89,6 +89,16 @@ def kill_group(pgid: int, *, grace_s: float = 0.0) -> int:
     return len(members)
 
 
+def kill_now(pid: int, *, group: bool = True) -> None:
+    """SIGKILL ``pid``, then its process group, without waiting: for an event loop that must
+    not block (the zygote reaps its kernels through their pidfds). ``pid`` first: a child
+    killed before its ``setsid`` has no group of its own yet."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+    if group:
+        _signal_group(pid, signal.SIGKILL)
+
+
 def kill_user(uid: int, *, timeout_s: float = KILL_USER_TIMEOUT_S) -> int:
     """SIGKILL every process whose real or effective uid is ``uid``, round after round until
     none is left (daemons that escaped their parent, processes forked meanwhile) or

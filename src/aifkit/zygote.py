@@ -40,7 +40,6 @@ import importlib.util
 import json
 import os
 import selectors
-import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -48,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aifkit.launcher import kernel_arguments, kernel_environment
+from aifkit.processes import kill_now
 
 #: Set per kernel by jupyter_client, never read at import time: allowed to differ.
 PER_KERNEL = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME"})
@@ -141,7 +141,7 @@ class Zygote:
                         self._reap(key.data)
         finally:
             for kernel in list(self.kernels.values()):
-                _kill_group(kernel.pid)
+                kill_now(kernel.pid)
                 self._reap(kernel)
             listener.close()
 
@@ -156,7 +156,7 @@ class Zygote:
             self.selector.unregister(conn)
             self.pending.pop(conn, None)
             if kernel is not None:
-                _kill_group(kernel.pid)
+                kill_now(kernel.pid)
             else:
                 conn.close()
             return
@@ -198,7 +198,7 @@ class Zygote:
             fds = [k.pidfd for k in self.kernels.values()]
             _become_kernel(request, self.base_sys_path, self.selector, closables, fds)
         if _threads() > 1:  # a thread ran through the fork: the child may hold a dead lock
-            _kill_group(pid, group=False)
+            kill_now(pid, group=False)
             os.waitpid(pid, 0)
             self.unsafe = "a thread of the zygote survived a fork"
             _send(conn, {"refused": self.unsafe})
@@ -225,16 +225,6 @@ def _send(conn: socket.socket, message: dict[str, Any]) -> None:
     """Answer a runner; one that has gone away learns nothing, and its kernel dies on EOF."""
     with contextlib.suppress(OSError):
         conn.sendall(json.dumps(message).encode() + b"\n")
-
-
-def _kill_group(pid: int, *, group: bool = True) -> None:
-    """SIGKILL a kernel, then its process group (its ranks and helpers). The kernel first: a
-    child killed before its ``setsid`` has no group of its own yet."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-    if group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
 
 
 def _become_kernel(
