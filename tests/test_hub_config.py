@@ -15,7 +15,7 @@ from traitlets.config import Config
 
 from aifkit import resources
 from aifkit.hub import apply, schema, secrets
-from aifkit.hub.schema import HubConfigError
+from aifkit.hub.schema import HubConfigError, load
 
 LOCAL = REPO / "hub-config" / "local" / "config.yml"
 FACTORY = REPO / "hub-config" / "factory" / "config.yml"
@@ -122,6 +122,8 @@ def test_factory_profile_uses_slurm_oidc_https_postgres() -> None:
         "req_nprocs": "4",
         "req_memory": "16G",
         "req_runtime": "02:00:00",
+        "req_account": "proj-aifactory-demo",  # the site profile's account
+        "site_profile": "factory-example",
         "req_options": "",
     }
     assert "PATH" in c.BatchSpawnerBase.env_keep
@@ -189,3 +191,41 @@ def test_release_is_all_or_names() -> None:
     with pytest.raises(HubConfigError) as info:
         _parse(release="some")
     assert str(info.value) == "test.yml: release: needs 'all' or a list of names, got 'some'"
+
+
+def _factory_with(tmp_path: Path, **changes: Any) -> Path:
+    """The shipped factory config.yml with ``changes`` applied, written to ``tmp_path``."""
+    data = yaml.safe_load((REPO / "hub-config" / "factory" / "config.yml").read_text())
+    data.update(changes)
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_spawn_profiles_must_fit_the_site(tmp_path: Path) -> None:
+    """Is a spawn profile the site's partition cannot hold refused, naming the profile and the
+    limit, by the same rules as any job (partition, GPUs, CPUs, time) and the node's memory?"""
+    profiles = [
+        {"key": "big", "display": "too many GPUs", "partition": "gpu", "gpus": 8},
+        {"key": "long", "display": "too long", "partition": "cpu", "time": "3-00:00:00"},
+        {"key": "nowhere", "display": "no such partition", "partition": "huge"},
+        {"key": "fat", "display": "too much memory", "partition": "cpu", "memory_gb": 4096},
+    ]
+    with pytest.raises(HubConfigError) as caught:
+        load(_factory_with(tmp_path, profiles=profiles))
+    message = str(caught.value)
+    assert "profiles[0] (big)" in message and "8 GPU(s) per node" in message
+    assert "profiles[1] (long)" in message and "allows at most 2-00:00:00" in message
+    assert "profiles[2] (nowhere)" in message and "huge" in message
+    assert "profiles[3] (fat)" in message and "memory_gb 4096" in message
+
+
+def test_site_may_be_a_profile_file_beside_the_config(tmp_path: Path) -> None:
+    """Is a site .yml path taken from the config file's folder, and a missing one named?"""
+    shipped = REPO / "src" / "aifkit" / "data" / "sites" / "factory-example.yml"
+    (tmp_path / "mysite.yml").write_text(shipped.read_text(), encoding="utf-8")
+    config = load(_factory_with(tmp_path, site="mysite.yml"))
+    assert config.site_ref == str(tmp_path / "mysite.yml")
+    assert config.site_profile().account == "proj-aifactory-demo"
+    with pytest.raises(HubConfigError, match=r"site: .*nosuch\.yml"):
+        load(_factory_with(tmp_path, site="nosuch.yml"))

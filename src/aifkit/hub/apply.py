@@ -168,6 +168,7 @@ def _spawner(config: HubConfig, c: Any) -> None:
 
     c.JupyterHub.spawner_class = "wrapspawner.ProfilesSpawner"
     c.BatchSpawnerBase.env_keep = ENV_KEEP
+    account = config.site_profile().account if config.site else ""
     c.ProfilesSpawner.profiles = profiles = [
         (
             p.display,
@@ -178,6 +179,8 @@ def _spawner(config: HubConfig, c: Any) -> None:
                 "req_nprocs": str(p.cpus),
                 "req_memory": f"{p.memory_gb}G",
                 "req_runtime": p.time,
+                "req_account": account,
+                "site_profile": config.site_ref,
                 "req_options": " ".join(
                     o for o in (f"--gres=gpu:{p.gpus}" if p.gpus else "", p.extra) if o
                 ),

@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BeforeValidator, Field, model_validator
 
-from aifkit.course.site import SlurmTime
+from aifkit.course import site as site_mod
+from aifkit.course.site import Site, SlurmTime, time_to_minutes
 from aifkit.errors import AifkitError
 from aifkit.models import Items, Model, validate
 
@@ -80,6 +81,11 @@ class HubConfig(Model):
     start_timeout: int = 120
     http_timeout: int = 60
     profiles: Items[SpawnProfile] = ()
+    site: str = Field(
+        "",
+        description="the site profile (a shipped name or a .yml path from this file's folder) "
+        "the spawn profiles must fit; it also charges the jobs to its account",
+    )
     course_id: str = "aifkit"
     course_root: str = "."
     exchange: str = ""  # empty: exchange/ in the state folder
@@ -101,9 +107,58 @@ class HubConfig(Model):
         overlap = set(self.instructors) & set(self.learners)
         if overlap:
             problems.append(f"learners: {sorted(overlap)} are both instructors and learners")
+        problems += self._profiles_fit_the_site()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _profiles_fit_the_site(self) -> list[str]:
+        """Each spawn profile checked as a one-task job against the site, by jobs' own rules."""
+        if not self.site or not self.profiles:
+            return []
+        from aifkit.course import jobs
+
+        try:
+            site = self.site_profile()
+        except AifkitError as error:
+            return [f"site: {error}"]
+        problems = []
+        for index, p in enumerate(self.profiles):
+            spec = jobs.JobSpec(
+                command=("aifkit-singleuser",),
+                tier="gpu" if p.gpus else "cpu-tiny",
+                job_name=f"aifkit-hub-{p.key}",
+                procs_per_node=1,
+                gpus_per_node=p.gpus,
+                cpus_per_task=p.cpus,
+                time_minutes=time_to_minutes(p.time),
+                partition=p.partition,
+                account=site.account,
+                signal_lead_s=0,
+            )
+            try:
+                jobs.validate(spec, site)
+            except AifkitError as error:
+                problems.append(f"profiles[{index}] ({p.key}): {error}")
+                continue
+            memory = site.partition(p.partition).memory_per_node_gb
+            if memory and p.memory_gb > memory:
+                problems.append(
+                    f"profiles[{index}] ({p.key}): memory_gb {p.memory_gb}: partition "
+                    f"{p.partition} nodes have {memory} GB"
+                )
+        return problems
+
+    @property
+    def site_ref(self) -> str:
+        """``site`` as the spawner loads it: a name, or a .yml path made absolute."""
+        if self.site.endswith((".yml", ".yaml")) and not Path(self.site).is_absolute():
+            return str(self.base / self.site)
+        return self.site
+
+    def site_profile(self) -> Site:
+        """The configured site profile (a path is taken from this file's folder)."""
+        return site_mod.load(self.site_ref)
 
     def path(self, value: str) -> Path:
         """A configured path: absolute as given, else inside the state folder."""
