@@ -107,7 +107,13 @@ def ask_zygote(
     try:
         conn.settimeout(30)
         conn.connect(socket_path)
-        request = {"cmd": cmd, "env": dict(env), "cwd": cwd, "log": log}
+        # absolute: the zygote runs in another folder (relative --report paths broke forks)
+        request = {
+            "cmd": cmd,
+            "env": dict(env),
+            "cwd": os.path.abspath(cwd),
+            "log": os.path.abspath(log),
+        }
         conn.sendall(json.dumps(request).encode() + b"\n")
         answer = b""
         while not answer.endswith(b"\n"):

@@ -260,9 +260,10 @@ def validate(
         tier=tier,
         jobs=max(1, jobs),
         cached=cached,
-        report_dir=report_dir,
+        # absolute: runners and forked kernels work in the notebook's folder, not this one
+        report_dir=Path(report_dir).absolute(),
         parameters=dict(parameters or {}),
-        state_path=state_path,
+        state_path=Path(state_path).absolute(),
         reset_timings=reset_timings,
         warm=warm,
     )
