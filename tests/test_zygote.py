@@ -184,6 +184,17 @@ def test_a_kernel_dies_with_its_runner_and_every_kernel_with_the_zygote(
     assert _gone(second.pid)
 
 
+def test_kernels_die_with_a_killed_zygote(tmp_path: Path) -> None:
+    """If the zygote is SIGKILLed (no chance to clean up), do its kernels die too?"""
+    with warm.ZygoteProcess.start(ENV, []) as zygote:
+        answer = ask_zygote(
+            zygote.socket_path, _kernel_cmd(tmp_path), ENV, str(tmp_path), str(tmp_path / "k")
+        )
+        assert isinstance(answer, ForkedKernel), answer
+        zygote.process.kill()
+        assert _gone(answer.pid)
+
+
 def test_a_thread_surviving_a_fork_turns_warm_kernels_off(tmp_path: Path) -> None:
     """If a preloaded module leaves a thread that a fork does not stop, is the forked child
     discarded and every later request refused, so kernels start the usual way?"""

@@ -15,8 +15,9 @@ What makes a forked kernel as fresh as a started one:
   request's working directory, log, environment, ``sys.path`` and ``sys.argv`` as
   ``python -m ipykernel_launcher`` would, re-seeds the generators that preloaded modules seeded
   from the OS, and becomes ipykernel; it leaves with ``os._exit``, never into zygote code;
-- a kernel is killed with its process group when the connection that asked for it closes, and
-  every kernel when the zygote's standard input closes (its owner is gone).
+- a kernel is killed with its process group when the connection that asked for it closes,
+  every kernel when the zygote's standard input closes (its owner is gone), and the kernels
+  die with the zygote if it is killed outright (``PR_SET_PDEATHSIG``).
 
 What still differs, by design: the kernels of one zygote share its string-hash seed; their stdin
 is /dev/null rather than a pipe nobody writes to; and a cell that changes a variable such as
@@ -40,6 +41,7 @@ import importlib.util
 import json
 import os
 import selectors
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -192,11 +194,12 @@ class Zygote:
     def _fork(self, request: dict[str, Any], conn: socket.socket, listener: socket.socket) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the kernel; it never returns
             closables = [listener, *self.pending, *(k.conn for k in self.kernels.values()), conn]
             fds = [k.pidfd for k in self.kernels.values()]
-            _become_kernel(request, self.base_sys_path, self.selector, closables, fds)
+            _become_kernel(parent, request, self.base_sys_path, self.selector, closables, fds)
         if _threads() > 1:  # a thread ran through the fork: the child may hold a dead lock
             kill_now(pid, group=False)
             os.waitpid(pid, 0)
@@ -227,7 +230,19 @@ def _send(conn: socket.socket, message: dict[str, Any]) -> None:
         conn.sendall(json.dumps(message).encode() + b"\n")
 
 
+def _die_with(parent: int) -> None:
+    """Have the kernel killed if the zygote dies (by SIGKILL, say) before it can kill it."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
 def _become_kernel(
+    zygote: int,
     request: dict[str, Any],
     base_sys_path: list[str],
     selector: selectors.BaseSelector,
@@ -239,6 +254,7 @@ def _become_kernel(
     argv = kernel_argv(request["cmd"]) or []
     try:
         os.setsid()
+        _die_with(zygote)
         selector.close()
         for sock in closables:
             sock.close()

@@ -276,7 +276,7 @@ def execute(job: Job) -> Execution:
     except NotebookError as error:
         return Execution(status=FAILED, seconds=0.0, kind=INVALID, reason=str(error))
     job.output.parent.mkdir(parents=True, exist_ok=True)
-    runtime = tempfile.mkdtemp(prefix="aifkit-kernel-")  # the kernel's Unix sockets
+    runtime = tempfile.mkdtemp(prefix="aifkit-validate-")  # the kernel's Unix sockets
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     start = time.perf_counter()
     process = _CONTEXT.Process(target=_child, args=(job, sender, runtime), daemon=True)
