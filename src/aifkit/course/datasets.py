@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import sys
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
+from aifkit import resources
 from aifkit.errors import AifkitError
 
-SAMPLES_DIR = Path(str(resources.files("aifkit") / "data" / "samples"))  # package data
+SAMPLES_DIR = resources.data_path("samples")
 MANIFEST = SAMPLES_DIR / "SHA256SUMS"
 
 

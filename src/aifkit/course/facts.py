@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Hashable, Mapping
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal
@@ -25,6 +24,7 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
+from aifkit import resources
 from aifkit.errors import FactsError
 from aifkit.models import Model, Text, name_entries, validate
 
@@ -100,7 +100,7 @@ class FactsFile(Model):
 
 def data_path() -> Path:
     """Where the packaged facts file lives."""
-    return Path(str(resources.files("aifkit") / "data" / "facts.yml"))
+    return resources.data_path("facts.yml")
 
 
 try:  # libyaml's parser reads the file ten times faster: this runs at the start of every kernel

@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import AfterValidator, Field, model_validator
 
+from aifkit import resources
 from aifkit.errors import AifkitError
 from aifkit.models import Items, Model, name_entries, validate
 
-SITES_DIR = Path(str(resources.files("aifkit") / "data" / "sites"))  # package data
+SITES_DIR = resources.data_path("sites")
 DEFAULT_SITE = "local"
 ENV_SITE = "AIFKIT_SITE"
 _TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})$")
