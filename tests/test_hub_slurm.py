@@ -42,7 +42,7 @@ from hub_fixture import LocalHub, free_port_block, make_test_course, record
 
 from aifkit import slurm, templates
 from aifkit.course import datasets, site
-from aifkit.hub.spawner import FactorySlurmSpawner, start_deadline
+from aifkit.hub.spawner import FactorySlurmSpawner, SlurmSpawnError, start_deadline
 
 REPO = Path(__file__).resolve().parents[1]
 LEARNERS = ("aifkit-learner1", "aifkit-learner2")
@@ -65,9 +65,17 @@ WAIT_S = 90.0
 # -- SLURM and Unix helpers -------------------------------------------------------------------
 
 
-def live_jobs(user: str) -> list[slurm.JobStatus]:
-    """The user's jobs that are pending, running or completing."""
-    return [job for job in slurm.queue(user=user) if not job.finished]
+def live_jobs(user: str, *, besides: set[str] = frozenset()) -> list[slurm.JobStatus]:
+    """The user's jobs that are pending, running or completing (other than ``besides``).
+
+    A test passes the ids it saw before it began as ``besides``: it checks its own jobs, and a
+    job another test left behind fails that test (module teardown cancels it), not this one.
+    """
+    return [j for j in slurm.queue(user=user) if not j.finished and j.job_id not in besides]
+
+
+def job_ids(user: str) -> set[str]:
+    return {job.job_id for job in live_jobs(user)}
 
 
 def job_state(job_id: str) -> str:
@@ -75,11 +83,11 @@ def job_state(job_id: str) -> str:
     return found[0].state if found else "GONE"
 
 
-def wait_no_jobs(user: str, timeout: float = 30.0) -> None:
+def wait_no_jobs(user: str, timeout: float = 30.0, besides: set[str] = frozenset()) -> None:
     deadline = time.monotonic() + timeout
-    while live_jobs(user) and time.monotonic() < deadline:
+    while live_jobs(user, besides=besides) and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert not live_jobs(user), f"{user} still has jobs: {live_jobs(user)}"
+    assert not live_jobs(user, besides=besides), f"{user} still has jobs: {live_jobs(user)}"
 
 
 def run_as(user: str, *command: str) -> subprocess.CompletedProcess[str]:
@@ -279,8 +287,8 @@ def server_uids(name: str) -> set[int]:
     return uids
 
 
-def one_running_job(name: str) -> str:
-    jobs = live_jobs(name)
+def one_running_job(name: str, besides: set[str] = frozenset()) -> str:
+    jobs = live_jobs(name, besides=besides)
     assert len(jobs) == 1, f"{name} should have exactly one job: {jobs}"
     job = jobs[0]
     assert (job.state, job.user, job.name) == ("RUNNING", name, f"aifkit-hub-{name}"), jobs
@@ -316,6 +324,7 @@ def test_impossible_profile_is_refused_with_slurms_reason(slurm_hub: SlurmHub) -
     """Does a request SLURM cannot satisfy fail at once, saying so in SLURM's words?"""
     name = LEARNERS[1]
     user = slurm_hub.learner(name)
+    before = job_ids(name)
     outcome = spawn(user, "huge")
     record("slurm refused spawn", outcome.seconds)
     assert not outcome.ready
@@ -323,7 +332,7 @@ def test_impossible_profile_is_refused_with_slurms_reason(slurm_hub: SlurmHub) -
     assert "Requested node configuration is not available" in outcome.message, outcome
     assert "Pick a smaller profile" in outcome.message
     assert "SLURM rejected the request for profile huge" in spawn_page_says(user)
-    assert not live_jobs(name)
+    assert not live_jobs(name, besides=before)
     server_gone(user)
 
 
@@ -332,6 +341,7 @@ def test_pending_job_is_cancelled_with_the_queue_reason(slurm_hub: SlurmHub) -> 
     """Is a job still queued near start_timeout cancelled, and told with the queue's reason?"""
     name = LEARNERS[1]
     user = slurm_hub.learner(name)
+    before = job_ids(name)
     outcome = spawn(user, "later")
     record("slurm pending spawn given up", outcome.seconds)
     assert not outcome.ready
@@ -345,7 +355,7 @@ def test_pending_job_is_cancelled_with_the_queue_reason(slurm_hub: SlurmHub) -> 
     assert outcome.seconds < START_TIMEOUT + 5, "the spawner, not JupyterHub's timeout, gave up"
     assert any(f"Job {job_id} waits in the SLURM queue (reason: BeginTime)" in e
                for e in outcome.events), outcome.events  # fmt: skip
-    assert not live_jobs(name)
+    assert not live_jobs(name, besides=before)
     assert job_state(job_id) == "CANCELLED"
     assert f"Your job {job_id} waited" in spawn_page_says(user)
     server_gone(user)
@@ -356,6 +366,7 @@ def test_job_that_dies_is_reported_and_the_next_spawn_works(slurm_hub: SlurmHub)
     """Is a job that ends before its server starts reported with its log, and state cleared?"""
     name = LEARNERS[1]
     user = slurm_hub.learner(name)
+    before = job_ids(name)
     outcome = spawn(user, "broken")
     record("slurm dying spawn reported", outcome.seconds)
     assert not outcome.ready
@@ -373,9 +384,9 @@ def test_job_that_dies_is_reported_and_the_next_spawn_works(slurm_hub: SlurmHub)
     again = spawn(user, "small")
     assert again.ready, f"{again.message}\n{again.events}"
     assert reaches_server(user) == 200
-    assert one_running_job(name) != job_id
+    assert one_running_job(name, besides=before) != job_id
     user.stop_server()
-    wait_no_jobs(name)
+    wait_no_jobs(name, besides=before)
 
 
 @pytest.mark.slow
@@ -404,18 +415,19 @@ def test_hub_restart_while_queued_leaves_no_orphan_job(slurm_hub: SlurmHub) -> N
     """A hub restarted while a job is queued: does it find that job and cancel it?"""
     name = LEARNERS[1]
     user = slurm_hub.learner(name)
+    before = job_ids(name)
     reply = user.api("POST", f"users/{name}/server", json={"profile": "later"})
     assert reply.status_code in (201, 202), reply.text
     deadline = time.monotonic() + WAIT_S
-    while not live_jobs(name) and time.monotonic() < deadline:
+    while not live_jobs(name, besides=before) and time.monotonic() < deadline:
         time.sleep(0.3)
-    (queued,) = live_jobs(name)
+    (queued,) = live_jobs(name, besides=before)
     job_id = queued.job_id
     assert queued.state == "PENDING"
     began = time.monotonic()
     slurm_hub.restart()  # the job id was stored at submission, not only when start() returns
     deadline = time.monotonic() + WAIT_S
-    while live_jobs(name) and time.monotonic() < deadline:
+    while live_jobs(name, besides=before) and time.monotonic() < deadline:
         time.sleep(0.5)
     record("queued job cancelled after restart", time.monotonic() - began)
     assert job_state(job_id) == "CANCELLED", "the restarted hub cancels the job it cannot reach"
@@ -427,12 +439,13 @@ def test_unknown_profile_is_refused_not_run_on_the_hub(slurm_hub: SlurmHub) -> N
     """Is a profile name that is not configured refused, rather than run beside the hub?"""
     name = LEARNERS[1]
     user = slurm_hub.learner(name)
+    before = job_ids(name)
     outcome = spawn(user, "bogus")
     assert not outcome.ready
     assert (
         "There is no profile 'bogus'; choose one of small, huge, later, broken" in outcome.message
     )
-    assert not live_jobs(name)
+    assert not live_jobs(name, besides=before)
     server_gone(user)
 
 
@@ -525,6 +538,26 @@ def test_spawner_commands_have_a_time_limit() -> None:
     assert asyncio.run(spawner.run_command("cat", input="hello")) == "hello"
     with pytest.raises(RuntimeError, match=r"^refused$"):
         asyncio.run(spawner.run_command("echo refused >&2; exit 1"))
+
+
+def test_a_cancel_that_does_not_take_is_told_and_the_job_kept(tmp_path: Path) -> None:
+    """When scancel fails and the job stays queued, is the learner told, and the id kept?"""
+    queued = "JobId=7 JobName=aifkit-hub-ann\n   JobState=PENDING Reason=BeginTime\n"
+    (tmp_path / "status").write_text(queued, encoding="utf-8")
+    spawner = make_spawner(
+        exec_prefix="",
+        batch_query_cmd=f"cat {tmp_path / 'status'}",
+        batch_cancel_cmd="echo 'scancel: error: Kill job error on job id 7' >&2; exit 1",
+    )
+    spawner.job_id = "7"
+    with pytest.raises(SlurmSpawnError) as told:
+        asyncio.run(spawner._give_up_pending("7", 55))
+    assert "could not be cancelled (scancel: scancel: error: Kill job error" in str(told.value)
+    assert spawner.job_id == "7", "kept: the hub's stop after the failed spawn cancels it again"
+    (tmp_path / "status").write_text(queued.replace("PENDING", "CANCELLED"), encoding="utf-8")
+    with pytest.raises(SlurmSpawnError, match=r"\(reason: unknown\) and was cancelled"):
+        asyncio.run(spawner._give_up_pending("7", 55))
+    assert spawner.job_id == "", "gone from the queue: forgotten"
 
 
 def test_site_templates_folder_replaces_the_spawner_script(tmp_path: Path) -> None:

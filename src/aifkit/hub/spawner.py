@@ -50,6 +50,8 @@ from aifkit.course import site as site_mod
 TEMPLATE = "hub-spawner.sbatch"
 LOG_TAIL_LINES = 15
 LOG_TAIL_CHARS = 2000
+CANCEL_TRIES = 2  # scancel attempts before the learner is told it failed
+CANCEL_CHECKS = 2  # queue checks, a second apart, after each attempt (all within start_margin)
 
 
 class SlurmSpawnError(RuntimeError):
@@ -267,12 +269,13 @@ class FactorySlurmSpawner(SlurmSpawner):
             if await self.query_job_status() not in (JobStatus.RUNNING, JobStatus.UNKNOWN):
                 await self._ended(job_id, wall_began)
             if time.monotonic() - began >= limit:
-                await self._cancel_quietly()
-                self.forget_job()
+                problem = await self._cancel()
+                told = (
+                    "the job was cancelled" if not problem else f"cancelling it failed ({problem})"
+                )
                 raise SlurmSpawnError(
                     f"Your job {job_id} started on {self.ip} but its server did not answer "
-                    f"within {limit:.0f} s, so the job was cancelled; its log "
-                    f"{self.log_tail(wall_began)}"
+                    f"within {limit:.0f} s, so {told}; its log {self.log_tail(wall_began)}"
                 )
         self.log.info("server of job %s listens at %s:%s", job_id, self.ip, self.port)
         return self.ip, self.port
@@ -311,19 +314,34 @@ class FactorySlurmSpawner(SlurmSpawner):
         self.job_id = ""
         self.job_status = ""
 
-    async def _cancel_quietly(self) -> None:
-        try:
-            await self.cancel_batch_job()
-        except Exception as error:  # already gone: nothing to cancel
-            self.log.warning("scancel %s: %s", self.job_id, error)
+    async def _cancel(self) -> str:
+        """Cancel the job and see it leave the queue: "" when it did, else what went wrong.
+
+        scancel is tried up to ``CANCEL_TRIES`` times; the job counts as gone once SLURM no
+        longer shows it pending or running. When it stays, the job id is kept, so the hub's
+        stop after the failed spawn cancels it again instead of leaving an orphan job.
+        """
+        problem = ""
+        for _ in range(CANCEL_TRIES):
+            try:
+                await self.cancel_batch_job()
+            except Exception as error:
+                problem = f"scancel: {error}"
+                self.log.warning("scancel %s: %s", self.job_id, error)
+            for _ in range(CANCEL_CHECKS):
+                if await self.query_job_status() == JobStatus.NOTFOUND:  # ended, or gone
+                    self.forget_job()
+                    return ""
+                await asyncio.sleep(1)
+        return problem or f"job {self.job_id} is still in the queue"
 
     async def _give_up_pending(self, job_id: str, waited: float) -> None:
         reason = self._pending_reason or "unknown"
-        await self._cancel_quietly()
-        self.forget_job()
+        problem = await self._cancel()
+        told = "was cancelled" if not problem else f"could not be cancelled ({problem})"
         raise SlurmSpawnError(
-            f"Your job {job_id} waited {waited:.0f} s in the queue (reason: {reason}) and was "
-            f"cancelled; try a smaller profile than {self.profile_name}, or try later."
+            f"Your job {job_id} waited {waited:.0f} s in the queue (reason: {reason}) and "
+            f"{told}; try a smaller profile than {self.profile_name}, or try later."
         )
 
     async def _ended(self, job_id: str, since: float) -> None:
