@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "aifkit.resources",
             "aifkit.slurm",
             "aifkit.launcher",
+            "aifkit.guard",
             "aifkit.zygote",
         },
     ),

@@ -6,6 +6,8 @@ itself (``os.execve``: same PID, so Jupyter's interrupts and restarts reach the 
 ``python -m ipykernel_launcher`` and the same arguments.
 
 ``python -m aifkit.launcher --print-env`` prints what it would set, for site admins.
+A grading kernel (``AIFKIT_GUARD=1``, set by the grader) is not exec'd: the launcher installs
+the grading guard's audit hook and runs ipykernel in its own process (``run_guarded``).
 This module must stay light: it runs before every kernel start and never imports torch.
 """
 
@@ -18,6 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from aifkit import guard
 from aifkit.errors import LauncherError
 
 ENV_THREADS = "AIFKIT_THREADS"
@@ -175,7 +178,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = kernel_environment(os.environ)
     sys.stdout.flush()
     sys.stderr.flush()
+    if guard.enabled(env):  # a grading kernel: the guard first, then ipykernel in this process
+        return run_guarded(rest, env)
     os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *rest], env)
+
+
+def run_guarded(kernel_args: Sequence[str], env: Mapping[str, str]) -> int:
+    """Install the grading guard (an audit hook, see ``aifkit.guard``), then run ipykernel here:
+    a hook lives as long as its process, so the kernel cannot be exec'd into a fresh one."""
+    os.environ.clear()
+    os.environ.update(env)
+    guard.install()
+    from ipykernel import kernelapp
+
+    sys.argv = [sys.argv[0], *kernel_args]
+    kernelapp.launch_new_instance()
+    return 0
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import nbformat
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
-from aifkit import processes
+from aifkit import guard, processes
 from aifkit.grading import proof
 from aifkit.grading.limits import Limits
 from aifkit.grading.sandbox import INSIDE_HOME, Sandbox, claim_slot
@@ -59,6 +59,7 @@ class SandboxRun:
     message: str = ""
     seconds: float = 0.0
     kernel_log: str = ""
+    blocked: list[str] = field(default_factory=list)  # the guard's refusals (kernel stderr)
 
 
 class _SandboxedKernelManager(KernelManager):
@@ -93,6 +94,7 @@ def kernel_env(threads: int) -> dict[str, str]:
         "AIFKIT_THREADS": str(threads),
         "AIFKIT_TIER": "cpu-tiny",
         "AIFKIT_GRADING": "1",
+        guard.GUARD_ENV: "1",  # the launcher installs the grading guard before ipykernel
     }
 
 
@@ -297,9 +299,18 @@ def run_notebook(
             execution.cells.setdefault(index, CellRun(index, "not-run", detail="no kernel"))
     finally:
         execution.kernel_log = _tail(log_path)
+        execution.blocked = guard.blocked_lines(_head(log_path))
         log_path.unlink(missing_ok=True)
     execution.seconds = time.monotonic() - started
     return execution
+
+
+def _head(path: Path, limit: int = 1_000_000) -> str:
+    try:
+        with open(path, "rb") as log:
+            return log.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
