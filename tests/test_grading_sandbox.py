@@ -6,6 +6,7 @@ look passed, the sandbox alone blocks files, network and runaway processes.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -15,9 +16,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aifkit.grading import sandbox
+from aifkit import verifier
+from aifkit.grading import proof, sandbox
 from aifkit.grading.execute import run_notebook
-from aifkit.grading.proof import instrument, take
 from aifkit.grading.scoring import score_test
 
 pytestmark = [
@@ -65,12 +66,12 @@ def test_the_proof_alone_zeroes_in_kernel_tricks(trick: str, tmp_path: Path) -> 
     assert _score(nb, execution, 2) == 0
 
 
-def test_a_passing_test_is_proven_and_the_secret_removed(tmp_path: Path) -> None:
+def test_a_passing_test_is_proven_and_no_proof_reaches_the_notebook(tmp_path: Path) -> None:
     nb, execution = _run(
         "def square(x):\n    return x * x", TEST + "\nprint('ok')", tests={1}, tmp=tmp_path
     )
     assert _score(nb, execution, 1) == 1
-    assert "aifkit-proof" not in str(nb.cells[1].outputs)
+    assert "aifkit" not in str(nb.cells[1].outputs)
     assert "ok" in str(nb.cells[1].outputs)
 
 
@@ -150,12 +151,33 @@ def test_fork_bomb_and_daemons_are_contained(tmp_path: Path) -> None:
                 continue
 
 
-def test_instrument_keeps_the_last_value() -> None:
-    code = instrument("x = 2\nx + 1", "aifkit-proof-abc")
-    assert code.splitlines()[-2:] == ["print('aifkit-proof-abc')", "__aifkit_test_value__"]
-    outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\naifkit-proof-abc\n")]
-    kept, found = take(outputs, "aifkit-proof-abc")
-    assert found and kept[0].text == "hi\n"
+def test_a_test_is_sent_as_one_signed_statement_with_its_value_in_the_sentinel() -> None:
+    key = proof.new_key()
+    text = proof.instrument("x = 2\nx + 1", "abc", key)
+    marker, body = text.split("\n", 1)
+    assert marker == f"{verifier.TEST_MARK}abc {verifier.mac(key, 'abc', body)}"
+    assert body.splitlines() == [
+        "if True:",
+        "    x = 2",
+        "    (lambda __aifkit_test_value__=x + 1: 'aifkit-end abc').__code__ and None",
+    ]
+    assert verifier.mac(proof.new_key(), "abc", body) != verifier.mac(key, "abc", body)
+
+
+def test_only_proofs_made_with_the_key_count(tmp_path: Path) -> None:
+    key = proof.new_key()
+    lines = [
+        f"t1 {verifier.proof(key, 't1')}",
+        f"t2 {verifier.proof(key, 't2')} 1.5",
+        f"t3 {verifier.proof(proof.new_key(), 't3')}",  # another key: forged
+        f"t4 {verifier.proof(key, 't1')}",  # another test's proof
+        "t5 aifkit-proof-0000",
+        f"t6 {verifier.proof(key, 't6')} not-a-number",
+    ]
+    (tmp_path / "proofs").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    found = proof.read(tmp_path / "proofs", key)
+    assert set(found) == {"t1", "t2", "t6"}
+    assert found["t1"] is None and found["t2"] == 1.5 and math.isnan(found["t6"] or 0.0)
 
 
 def test_apptainer_renders_an_isolated_command(tmp_path: Path) -> None:

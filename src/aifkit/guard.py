@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import _thread
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable
 from types import CodeType, FrameType, FunctionType
 from typing import Any
+
+from aifkit import verifier
 
 GUARD_ENV = "AIFKIT_GUARD"
 MARK = "aifkit-guard: blocked"
@@ -61,16 +64,20 @@ MAX_STACK = 200
 
 def trusted_roots(cwd: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
     """Folders whose code counts as installed: Python's prefixes and ``sys.path``'s folders,
-    except the working folder, temporary folders and the home folder (learner-writable)."""
-    writable = {cwd, "/tmp", "/dev/shm", "/var/tmp", os.path.expanduser("~")}
+    except the working folder, temporary folders and the user's site-packages (learner-writable).
+    """
+    import site
+
+    writable = {cwd, "/tmp", "/dev/shm", "/var/tmp", os.path.realpath(site.getusersitepackages())}
     candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *extra]
     candidates += [entry for entry in sys.path if entry]
     roots: set[str] = set()
     for entry in candidates:
-        path = os.path.realpath(entry)
-        if not os.path.isdir(path) or any(_under(path, w) or _under(w, path) for w in writable):
-            continue
-        roots.add(path)
+        for path in {os.path.abspath(entry), os.path.realpath(entry)}:  # code names either
+            if os.path.isdir(path) and not any(
+                _under(path, w) or _under(w, path) for w in writable
+            ):
+                roots.add(path)
     return tuple(sorted(roots))
 
 
@@ -78,11 +85,12 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _known_files(cwd: str, roots: tuple[str, ...]) -> dict[str, tuple[int, int, int, int]]:
-    """The working folder's Python files at start that shadow no installed module: path -> stat."""
+def _known_files(cwd: str, roots: tuple[str, ...]) -> dict[tuple[int, int], tuple[int, int]]:
+    """The working folder's Python files at start that shadow no installed module:
+    (device, inode) -> (size, mtime)."""
     from importlib.machinery import PathFinder
 
-    known: dict[str, tuple[int, int, int, int]] = {}
+    known: dict[tuple[int, int], tuple[int, int]] = {}
     for folder, dirs, files in os.walk(cwd):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
@@ -93,25 +101,38 @@ def _known_files(cwd: str, roots: tuple[str, ...]) -> dict[str, tuple[int, int, 
             if PathFinder.find_spec(top, list(roots)) is not None:
                 continue  # numpy.py beside the notebook: never importable
             st = os.lstat(path)
-            known[path] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                known[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns)
     return known
 
 
-def install(cwd: str | None = None, write: Callable[[int, bytes], Any] = os.write) -> None:
+def install(
+    cwd: str | None = None,
+    *,
+    key: bytes | None = None,
+    proofs_fd: int | None = None,
+    write: Callable[[int, bytes], Any] = os.write,
+) -> None:
     """Install the guard's audit hook (for the rest of the process's life) and drop the
-    working folder from ``sys.path``: imports come from the installation."""
+    working folder from ``sys.path``: imports come from the installation.
+
+    With ``key`` and ``proofs_fd`` it also starts the test verifier (``aifkit.verifier``),
+    which writes a proof for each test cell that ran to its end as the grader sent it.
+    """
     cwd = os.path.realpath(cwd or os.getcwd())
     roots = trusted_roots(cwd)
     known = _known_files(cwd, roots)
     sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != cwd]
-    sys.addaudithook(_make_hook(cwd, roots, known, write))
+    proofs = (key, proofs_fd) if key is not None and proofs_fd is not None else None
+    sys.addaudithook(_make_hook(cwd, roots, known, write, proofs))
 
 
 def _make_hook(
     cwd: str,
     roots: tuple[str, ...],
-    known: dict[str, tuple[int, int, int, int]],
+    known: dict[tuple[int, int], tuple[int, int]],
     write: Callable[[int, bytes], Any],
+    proofs: tuple[bytes, int] | None = None,
     *,
     any: Callable[[Iterable[object]], bool] = any,
     type: Any = type,
@@ -127,7 +148,7 @@ def _make_hook(
     reach it (learner code may replace ``os.stat`` in ``os``'s namespace, not this reference)."""
     # Builtins and module globals are looked up at call time: learner code could replace
     # ``builtins.any`` or ``aifkit.guard.CODE_SUFFIXES``. The hook uses only these references.
-    getframe, lstat, realpath, write_flags = sys._getframe, os.lstat, os.path.realpath, WRITE_FLAGS
+    getframe, stat_, write_flags, get_ident = sys._getframe, os.stat, WRITE_FLAGS, _thread.get_ident
     str_type, bytes_type, int_type, code_type, function_type = (
         str,
         bytes,
@@ -142,8 +163,14 @@ def _make_hook(
         FILE_EVENTS,
         INTROSPECTION,
     )
-    ctypes_events, max_stack, mem_suffix = CTYPES_EVENTS, MAX_STACK, "/mem"
+    ctypes_events, max_stack = CTYPES_EVENTS, MAX_STACK
+    test_mark, end_mark = verifier.TEST_MARK, verifier.END_MARK
+    test_mark_bytes = test_mark.encode()
+    proc_dev, mem_inodes = _proc_memory_files()
+    mem_name: Any = "/mem"
     local = _thread._local()
+    ask: verifier.Ask | None = None
+    verifier_thread = -1
 
     def trusted_file(filename: str) -> bool:
         if filename.startswith(frozen):
@@ -180,22 +207,16 @@ def _make_hook(
             pass
         raise PermissionError(f"aifkit grading guard: {message}")
 
-    def known_unchanged(path: str) -> bool:
-        stat = known.get(path)
-        if stat is None:
-            return False
+    def module_code_allowed(code: CodeType) -> bool:
+        """Installed code, or a file of the working folder that was there at start, unchanged
+        (compared by device and inode: no path resolution, which is Python code)."""
+        if trusted_file(code.co_filename):
+            return True
         try:
-            st = lstat(path)
+            st = stat_(code.co_filename)
         except OSError:
             return False
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == stat
-
-    def module_code_allowed(code: CodeType) -> bool:
-        filename = code.co_filename
-        if trusted_file(filename):
-            return True
-        path = realpath(filename)
-        return under(path, cwd) and known_unchanged(path)
+        return known.get((st.st_dev, st.st_ino)) == (st.st_size, st.st_mtime_ns)
 
     def writes(mode: Any, flags: Any) -> bool:
         if type(mode) is str_type and any(c in mode for c in "wax+"):
@@ -211,14 +232,52 @@ def _make_hook(
         return name.endswith(code_suffixes) or name.split(".")[0] in code_names
 
     def process_memory(path: Any) -> bool:
+        """A process's memory file (``/proc/<pid>/mem``, reached by any path or link)."""
         if type(path) is bytes_type:
             path = path.decode("utf-8", "replace")
-        if type(path) is not str_type or "/proc" not in path:
+        if type(path) is not str_type:
             return False
-        resolved = realpath(path)
-        return resolved.startswith("/proc/") and resolved.endswith(mem_suffix)
+        try:
+            st = stat_(path)
+        except OSError:
+            return False
+        return st.st_dev == proc_dev and (st.st_ino in mem_inodes or path.endswith(mem_name))
+
+    def test_text(source: Any) -> bool:
+        if type(source) is str_type:
+            return source.startswith(test_mark)
+        return type(source) is bytes_type and source.startswith(test_mark_bytes)
+
+    def sentinel(function: Any) -> bool:
+        if type(function) is not function_type:
+            return False
+        for const in function.__code__.co_consts:
+            if type(const) is str_type and const.startswith(end_mark):
+                return True
+        return False
+
+    def verify(kind: str, *payload: Any) -> None:
+        if ask is None:
+            return
+        answer = ask(kind, payload)
+        if answer.startswith("refuse: "):
+            refuse("test", answer[len("refuse: ") :])
 
     def check(event: str, args: tuple[Any, ...], origin: FrameType | None) -> None:
+        if event == "object.__getattr__":
+            if len(args) >= 2 and args[1] == "__code__" and sentinel(args[0]):
+                verify("end", args[0])
+            return
+        if event == "compile" and args and test_text(args[0]):
+            verify("text", args[0], args[1] if len(args) > 1 else None)
+            return
+        if (
+            event == "exec"
+            and args
+            and type(args[0]) is code_type
+            and not trusted_file(args[0].co_filename)
+        ):
+            verify("exec", args[0])
         if event == "exec":
             code: Any = args[0] if args else None
             if (
@@ -261,15 +320,32 @@ def _make_hook(
             refuse(event, "replacing a function's __code__")
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
-        if getattr(local, "busy", False):  # the hook's own frame and stat calls
-            return
+        if get_ident() == verifier_thread or getattr(local, "busy", False):
+            return  # the verifier's own events; the hook's own frame and stat calls
         local.busy = True
         try:
             check(event, args, getframe(1))  # the frame whose code caused the event
         finally:
             local.busy = False
 
+    if proofs is not None:
+        ask, verifier_thread = verifier.start(proofs[0], proofs[1], trusted_file, hook.__code__)
     return hook
+
+
+def _proc_memory_files() -> tuple[int, frozenset[int]]:
+    """procfs's device and the inodes of this process's memory files (any thread's)."""
+    try:
+        proc_dev = os.stat("/proc").st_dev
+    except OSError:
+        return -1, frozenset()
+    inodes = set()
+    for path in ("/proc/self/mem", "/proc/thread-self/mem"):
+        try:
+            inodes.add(os.stat(path).st_ino)
+        except OSError:
+            continue
+    return proc_dev, frozenset(inodes)
 
 
 def enabled(env: dict[str, str] | os._Environ[str]) -> bool:

@@ -185,15 +185,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_guarded(kernel_args: Sequence[str], env: Mapping[str, str]) -> int:
     """Install the grading guard (an audit hook, see ``aifkit.guard``), then run ipykernel here:
-    a hook lives as long as its process, so the kernel cannot be exec'd into a fresh one."""
+    a hook lives as long as its process, so the kernel cannot be exec'd into a fresh one.
+
+    The grader leaves the test verifier's key and proofs file beside the connection file; the
+    key file is deleted before any learner code runs (``aifkit.verifier``).
+    """
     os.environ.clear()
     os.environ.update(env)
-    guard.install()
+    key, proofs_fd = _verifier_files(kernel_args)
+    guard.install(key=key, proofs_fd=proofs_fd)
+    del key
     from ipykernel import kernelapp
 
     sys.argv = [sys.argv[0], *kernel_args]
     kernelapp.launch_new_instance()
     return 0
+
+
+def _verifier_files(kernel_args: Sequence[str]) -> tuple[bytes | None, int | None]:
+    """The verifier's key (its file removed) and the proofs file open for appending."""
+    from aifkit import verifier
+
+    args = list(kernel_args)
+    if "-f" not in args or args.index("-f") + 1 >= len(args):
+        return None, None
+    folder = os.path.dirname(os.path.abspath(args[args.index("-f") + 1]))
+    key_path = os.path.join(folder, verifier.KEY_FILE)
+    try:
+        with open(key_path, "rb") as key_file:
+            key = key_file.read()
+        os.unlink(key_path)
+        proofs = os.open(os.path.join(folder, verifier.PROOFS_FILE), os.O_WRONLY | os.O_APPEND)
+    except OSError as error:
+        print(f"aifkit.launcher: no test verifier ({error}): no test can pass", file=sys.stderr)
+        return None, None
+    return key, proofs
 
 
 if __name__ == "__main__":

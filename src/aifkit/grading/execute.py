@@ -4,8 +4,8 @@ The grader starts the kernel through a sandbox (see ``sandbox.py``) with ZeroMQ 
 sockets in a private runtime folder, so the sandbox needs no network at all. Cells are sent one
 by one; the grader, not the kernel, assembles outputs, enforces the per-cell and per-notebook
 wall-clock limits and the output budget, and notices a kernel that died. Every graded test cell
-is sent with a per-run secret printed after its last statement (see ``proof.py``): the secret
-never appears in the notebook, and only the grader knows it.
+is sent as ``proof.py`` instruments it; the kernel's verifier thread writes a proof for each test
+that ran to its end as sent, with a per-kernel key the learner's code cannot reach.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import nbformat
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
-from aifkit import guard, processes
+from aifkit import guard, processes, verifier
 from aifkit.grading import proof
 from aifkit.grading.limits import Limits
 from aifkit.grading.sandbox import INSIDE_HOME, Sandbox, claim_slot
@@ -47,6 +47,7 @@ class CellRun:
     proven: bool = False
     seconds: float = 0.0
     detail: str = ""
+    value: float | None = None  # a proven test's partial score, when its last line is a value
 
 
 @dataclass
@@ -103,10 +104,20 @@ def kernel_argv() -> list[str]:
     return [sys.executable, "-m", "aifkit.launcher", "-f", "{connection_file}"]
 
 
+@dataclass
+class _Kernel:
+    """A started grading kernel: its manager, client, and the verifier's key and proofs."""
+
+    km: KernelManager
+    client: Any
+    key: bytes
+    proofs: Path
+
+
 @contextlib.contextmanager
 def _kernel(
     sandbox: Sandbox, limits: Limits, workdir: Path, threads: int, log_path: Path
-) -> Iterator[tuple[KernelManager, Any]]:
+) -> Iterator[_Kernel]:
     with contextlib.ExitStack() as stack:
         if getattr(sandbox, "uid", None) is not None:  # root grader: a uid of its own
             slot = stack.enter_context(claim_slot(sandbox.slot))
@@ -116,14 +127,20 @@ def _kernel(
 
 def _kernel_with(
     sandbox: Sandbox, limits: Limits, workdir: Path, threads: int, log_path: Path
-) -> Iterator[tuple[KernelManager, Any]]:
+) -> Iterator[_Kernel]:
     runtime = Path(tempfile.mkdtemp(prefix="aifkit-kernel-"))
     uid = getattr(sandbox, "uid", None)
     km = _SandboxedKernelManager(transport="ipc", ip=str(runtime / "zmq"))
     km.connection_file = str(runtime / "kernel.json")
     km.write_connection_file()
+    key, proofs = proof.new_key(), runtime / verifier.PROOFS_FILE
+    key_path = runtime / verifier.KEY_FILE
+    key_path.write_bytes(key)
+    proofs.touch()
+    key_path.chmod(0o400)
+    proofs.chmod(0o600)
     if uid is not None:
-        for path in (runtime, runtime / "kernel.json"):
+        for path in (runtime, runtime / "kernel.json", key_path, proofs):
             os.chown(path, uid, uid)
         _chown_tree(workdir, uid)
     km.sandbox_argv = sandbox.wrap(
@@ -140,7 +157,7 @@ def _kernel_with(
             client = km.blocking_client()
             client.start_channels()
             client.wait_for_ready(timeout=KERNEL_START_TIMEOUT_S)
-            yield km, client
+            yield _Kernel(km, client, key, proofs)
     finally:
         if client is not None:
             client.stop_channels()
@@ -263,20 +280,26 @@ def run_notebook(
     os.close(log_fd)
     log_path = Path(log_name)
     try:
-        with _kernel(sandbox, limits, workdir, threads, log_path) as (km, client):
+        with _kernel(sandbox, limits, workdir, threads, log_path) as kernel:
+            km, client = kernel.km, kernel.client
             for position, index in enumerate(code_cells):
                 cell = nb.cells[index]
-                nonce = proof.new_nonce() if index in tests else None
-                code = proof.instrument(cell.source, nonce) if nonce else cell.source
+                test_id = proof.new_test_id() if index in tests else None
+                code = (
+                    proof.instrument(cell.source, test_id, kernel.key) if test_id else cell.source
+                )
                 cell_start = time.monotonic()
                 deadline = min(cell_start + limits.cell_timeout_s, nb_deadline)
                 status, outputs, count, detail = _run_cell(km, client, code, deadline, budget)
-                proven = False
-                if nonce is not None:
-                    outputs, proven = proof.take(outputs, nonce)
+                proofs = proof.read(kernel.proofs, kernel.key) if test_id else {}
                 cell.outputs, cell.execution_count = outputs, count
                 execution.cells[index] = CellRun(
-                    index, status, proven and status == "ok", time.monotonic() - cell_start, detail
+                    index,
+                    status,
+                    test_id in proofs and status == "ok",
+                    time.monotonic() - cell_start,
+                    detail,
+                    proofs.get(test_id) if test_id else None,
                 )
                 if status in ("dead", "timeout") and count is None:
                     execution.status = "kernel-died" if status == "dead" else "timeout"

@@ -1,59 +1,79 @@
-"""Proof that a test cell ran to its end: a secret printed after its last statement.
+"""Proof that a test cell ran to its end, as the grader sent it: made where learner code cannot.
 
-The grader makes a fresh random secret for every test cell of every run and sends the cell with
-one extra statement that prints it. The secret is never written to the notebook or any file the
-kernel can read before that statement runs, and the grader removes it from the outputs again.
-A cell that raised, was emptied or rewritten by an input transformer, had its error display
-patched away, or whose kernel died never prints it, so it earns nothing.
+The grader sends each test cell as one statement, ``if True:`` around the test's code, and ends
+it with a *sentinel*, ``(lambda: "aifkit-end <id>").__code__ and None``. The first line is a
+marker with the test's id and an HMAC of the rest, made with a key that only the grader and the
+kernel's verifier thread know (``aifkit.verifier``; the launcher deletes the key's file before
+any learner code runs). When the sentinel is reached by the test's own code, run as sent, the
+verifier appends ``<id> <proof>`` to a proofs file; the proof is an HMAC of the id, which learner
+code cannot compute. A test that raised, was rewritten by an input or AST transformer, replayed
+by learner code, had its error display patched away, or whose kernel died has no proof.
 
-A test whose last statement is an expression keeps it as the cell's value (nbgrader's partial
-credit): the value is computed, then the secret printed, then the value shown.
+A test whose last statement is an expression keeps it as the test's value (nbgrader's partial
+credit): it is the sentinel's default argument, and the verifier writes it beside the proof, as a
+number only when it is one of a C number type (a learner's class cannot pretend to be 2).
 """
 
 from __future__ import annotations
 
 import ast
 import secrets
+from pathlib import Path
 
-import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
+
+from aifkit import verifier
 
 VALUE_NAME = "__aifkit_test_value__"
 
 
-def new_nonce() -> str:
-    return f"aifkit-proof-{secrets.token_hex(16)}"
+def new_key() -> bytes:
+    """A key for one kernel's verifier."""
+    return secrets.token_bytes(32)
 
 
-def instrument(source: str, nonce: str) -> str:
-    """The code actually sent to the kernel for a test cell."""
+def new_test_id() -> str:
+    return secrets.token_hex(8)
+
+
+def instrument(source: str, test_id: str, key: bytes) -> str:
+    """The text actually sent to the kernel for a test cell."""
     python = TransformerManager().transform_cell(source)
     try:
         tree = ast.parse(python)
     except SyntaxError:
-        return source  # it fails in the kernel and never prints the secret
-    stamp = f"print({nonce!r})"
-    last = tree.body[-1] if tree.body else None
-    if not isinstance(last, ast.Expr) or last.col_offset != 0:
-        return f"{python.rstrip()}\n{stamp}\n"
-    lines = python.splitlines()
-    head = "\n".join(lines[: last.lineno - 1])
-    value = ast.get_source_segment(python, last.value)
-    return f"{head}\n{VALUE_NAME} = ({value})\n{stamp}\n{VALUE_NAME}\n"
+        return source  # it fails in the kernel and never proves anything
+    body = list(tree.body)
+    value = body.pop().value if body and isinstance(body[-1], ast.Expr) else None
+    parameters = [ast.arg(VALUE_NAME)] if value is not None else []
+    sentinel = ast.Lambda(
+        args=ast.arguments(
+            posonlyargs=[],
+            args=parameters,
+            kwonlyargs=[],
+            kw_defaults=[],
+            defaults=[value] if value is not None else [],
+        ),
+        body=ast.Constant(f"{verifier.END_MARK}{test_id}"),
+    )
+    end = ast.Expr(
+        ast.BoolOp(
+            op=ast.And(),
+            values=[
+                ast.Attribute(value=sentinel, attr="__code__", ctx=ast.Load()),
+                ast.Constant(None),
+            ],
+        )
+    )
+    one = ast.If(test=ast.Constant(True), body=[*body, end], orelse=[])
+    text = ast.unparse(ast.fix_missing_locations(ast.Module(body=[one], type_ignores=[])))
+    return f"{verifier.TEST_MARK}{test_id} {verifier.mac(key, test_id, text)}\n{text}\n"
 
 
-def take(
-    outputs: list[nbformat.NotebookNode], nonce: str
-) -> tuple[list[nbformat.NotebookNode], bool]:
-    """Remove the secret from a cell's outputs; True when it was printed as a line on stdout."""
-    line = f"{nonce}\n"
-    found = False
-    kept: list[nbformat.NotebookNode] = []
-    for output in outputs:
-        if output.output_type == "stream" and output.name == "stdout" and line in output.text:
-            found = found or output.text.startswith(line) or f"\n{line}" in output.text
-            output.text = output.text.replace(line, "")
-            if not output.text:
-                continue
-        kept.append(output)
-    return kept, found
+def read(path: Path, key: bytes) -> dict[str, float | None]:
+    """The genuine proofs in the kernel's proofs file: test id -> partial score or None."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    return verifier.read_proofs(text, key)

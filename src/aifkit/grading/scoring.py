@@ -2,10 +2,11 @@
 
 nbgrader's own rule gives full marks to any test cell without an error output, and the maximum to
 a negative or non-numeric partial-credit value. Here a test cell scores only when all hold: the
-kernel replied ``ok``, no error output was shown, and the cell's proof secret appeared (see
-``proof.py``). Its partial credit, if its last value is one, must be a finite number between 0
-and the cell's points; anything else scores zero. Points always come from the gradebook, never
-from the (editable) cell metadata.
+kernel replied ``ok``, no error output was shown, and the kernel's verifier wrote the test's proof
+(see ``proof.py``). Its partial credit, if its last line is a value, is the number the verifier
+wrote beside the proof (never what the cell displays); it must be a finite number between 0 and
+the cell's points, anything else scores zero. Points always come from the gradebook, never from
+the (editable) cell metadata.
 """
 
 from __future__ import annotations
@@ -16,14 +17,6 @@ import nbformat
 
 from aifkit.grading.execute import CellRun
 from aifkit.grading.records import TestResult, TestStatus
-
-
-def partial_credit(cell: nbformat.NotebookNode) -> str | None:
-    """The text/plain of the cell's execute_result, or None when it shows no value."""
-    for output in cell.get("outputs", []):
-        if output.output_type == "execute_result":
-            return str(output.get("data", {}).get("text/plain", ""))
-    return None
 
 
 def score_test(
@@ -54,14 +47,12 @@ def score_test(
         return result(0.0, "failed", reason or f"the test did not pass ({run.status})")
     if not run.proven:
         return result(0.0, "failed", "the test cannot prove it ran to its end: it scores zero")
-    value = partial_credit(cell)
-    if value is None:
+    number = run.value
+    if number is None:
         return result(max_score, "passed", "")
-    try:
-        number = float(value)
-    except ValueError:
-        return result(0.0, "failed", f"the test's value {value[:40]!r} is not a partial score")
+    if math.isnan(number):
+        return result(0.0, "failed", "the test's value is not a number: not a partial score")
     if not math.isfinite(number) or not 0.0 <= number <= max_score:
-        return result(0.0, "failed", f"partial score {value[:40]} is outside 0..{max_score:g}")
+        return result(0.0, "failed", f"partial score {number:g} is outside 0..{max_score:g}")
     status: TestStatus = "passed" if number == max_score else "partial"
     return result(number, status, "" if status == "passed" else f"partial credit {number:g}")
