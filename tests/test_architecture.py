@@ -26,6 +26,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "aifkit.slurm",
             "aifkit.launcher",
             "aifkit.guard",
+            "aifkit.verifier",
+            "aifkit.trusted_values",
             "aifkit.zygote",
         },
     ),

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from types import CodeType, FrameType, FunctionType
 from typing import Any
 
-from aifkit import verifier
+from aifkit import trusted_values, verifier
 
 GUARD_ENV = "AIFKIT_GUARD"
 MARK = "aifkit-guard: blocked"
@@ -165,6 +165,7 @@ def _make_hook(
     )
     ctypes_events, max_stack = CTYPES_EVENTS, MAX_STACK
     test_mark, end_mark = verifier.TEST_MARK, verifier.END_MARK
+    compare_mark, call_mark = verifier.COMPARE_MARK, verifier.CALL_MARK
     test_mark_bytes = test_mark.encode()
     proc_dev, mem_inodes = _proc_memory_files()
     mem_name: Any = "/mem"
@@ -199,8 +200,8 @@ def _make_hook(
     def learner_on_stack(origin: FrameType | None) -> bool:
         return next(iter(learner_frames(origin)), None) is not None
 
-    def refuse(event: str, what: str) -> None:
-        message = f"{what} is not allowed while grading"
+    def refuse(event: str, what: str, *, sentence: bool = False) -> None:
+        message = what if sentence else f"{what} is not allowed while grading"
         try:  # noqa: SIM105 (contextlib.suppress is a global lookup: patchable)
             write(2, f"{mark} {event}: {message}\n".encode("utf-8", "replace"))
         except OSError:
@@ -248,13 +249,25 @@ def _make_hook(
             return source.startswith(test_mark)
         return type(source) is bytes_type and source.startswith(test_mark_bytes)
 
-    def sentinel(function: Any) -> bool:
+    def probe(function: Any) -> str:
+        """Which of the test's probes a function is (its constant says), or ""."""
         if type(function) is not function_type:
-            return False
+            return ""
         for const in function.__code__.co_consts:
-            if type(const) is str_type and const.startswith(end_mark):
-                return True
-        return False
+            if type(const) is str_type:
+                if const.startswith(end_mark):
+                    return end_mark
+                if const in (compare_mark, call_mark):
+                    return compare_mark if const == compare_mark else call_mark
+        return ""
+
+    def check_values(kind: str, function: Any) -> None:
+        defaults = function.__defaults__
+        if not defaults:
+            return
+        wrong = compare_values(defaults[0]) if kind == compare_mark else call_values(defaults[0])
+        if wrong:
+            refuse("test", wrong, sentence=True)
 
     def verify(kind: str, *payload: Any) -> None:
         if ask is None:
@@ -265,8 +278,11 @@ def _make_hook(
 
     def check(event: str, args: tuple[Any, ...], origin: FrameType | None) -> None:
         if event == "object.__getattr__":
-            if len(args) >= 2 and args[1] == "__code__" and sentinel(args[0]):
+            kind = probe(args[0]) if len(args) >= 2 and args[1] == "__code__" else ""
+            if kind == end_mark:
                 verify("end", args[0])
+            elif kind:
+                check_values(kind, args[0])
             return
         if event == "compile" and args and test_text(args[0]):
             verify("text", args[0], args[1] if len(args) > 1 else None)
@@ -328,6 +344,7 @@ def _make_hook(
         finally:
             local.busy = False
 
+    compare_values, call_values = trusted_values.checker(trusted_file)
     if proofs is not None:
         ask, verifier_thread = verifier.start(proofs[0], proofs[1], trusted_file, hook.__code__)
     return hook

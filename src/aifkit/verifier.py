@@ -34,6 +34,8 @@ from typing import Any
 
 TEST_MARK = "# aifkit-test "
 END_MARK = "aifkit-end "
+COMPARE_MARK = "aifkit-compare"  # a test's comparison: the guard checks its operands first
+CALL_MARK = "aifkit-call"  # a test's call: the guard checks the callee and its arguments
 KEY_FILE = "guard.key"
 PROOFS_FILE = "guard.proofs"
 HMAC_DIGEST = "sha256"

@@ -12,6 +12,10 @@ by learner code, had its error display patched away, or whose kernel died has no
 A test whose last statement is an expression keeps it as the test's value (nbgrader's partial
 credit): it is the sentinel's default argument, and the verifier writes it beside the proof, as a
 number only when it is one of a C number type (a learner's class cannot pretend to be 2).
+
+Comparisons and calls in a test are rewritten so the values they touch pass the guard first
+(``COMPARE_MARK``, ``CALL_MARK``; see ``aifkit.guard``): a value whose ``__eq__``, ``__bool__``,
+``__array_function__``... the learner wrote is refused before it can answer "equal".
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from IPython.core.inputtransformer2 import TransformerManager
 from aifkit import verifier
 
 VALUE_NAME = "__aifkit_test_value__"
+COMPARE_MARK = verifier.COMPARE_MARK
+CALL_MARK = verifier.CALL_MARK
 
 
 def new_key() -> bytes:
@@ -43,6 +49,7 @@ def instrument(source: str, test_id: str, key: bytes) -> str:
         tree = ast.parse(python)
     except SyntaxError:
         return source  # it fails in the kernel and never proves anything
+    tree = _Checked().visit(tree)
     body = list(tree.body)
     value = body.pop().value if body and isinstance(body[-1], ast.Expr) else None
     parameters = [ast.arg(VALUE_NAME)] if value is not None else []
@@ -77,3 +84,81 @@ def read(path: Path, key: bytes) -> dict[str, float | None]:
     except OSError:
         return {}
     return verifier.read_proofs(text, key)
+
+
+def _name(name: str) -> ast.Name:
+    return ast.Name(name, ast.Load())
+
+
+def _lambda(params: list[str], body: ast.expr, *, star: str = "", stars: str = "") -> ast.Lambda:
+    return ast.Lambda(
+        args=ast.arguments(
+            posonlyargs=[],
+            args=[ast.arg(p) for p in params],
+            vararg=ast.arg(star) if star else None,
+            kwonlyargs=[],
+            kw_defaults=[],
+            kwarg=ast.arg(stars) if stars else None,
+            defaults=[],
+        ),
+        body=body,
+    )
+
+
+def _checkpoint(mark: str, values: ast.expr) -> ast.expr:
+    """``(lambda v=values: mark).__code__``: the guard sees ``values`` when ``__code__`` is read."""
+    probe = ast.Lambda(
+        args=ast.arguments(
+            posonlyargs=[],
+            args=[ast.arg("__aifkit_values")],
+            kwonlyargs=[],
+            kw_defaults=[],
+            defaults=[values],
+        ),
+        body=ast.Constant(mark),
+    )
+    return ast.Attribute(value=probe, attr="__code__", ctx=ast.Load())
+
+
+class _Checked(ast.NodeTransformer):
+    """Route the test's comparisons and calls through the guard's value check.
+
+    ``a == b`` becomes ``(lambda l, r: <check (l, r)> and l == r)(a, b)``; ``f(x)`` becomes
+    ``(lambda f, *a, **k: <check (f, a, k)> and f(*a, **k))(f, x)``. Operands are evaluated once,
+    in order; lambda parameters are local names, so learner code cannot shadow them. Code inside
+    functions and classes a test defines is left as written (``super()`` needs its frame).
+    """
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        return node
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        return node
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        names = [f"__aifkit_{i}" for i in range(len(node.comparators) + 1)]
+        values = ast.Tuple([_name(n) for n in names], ast.Load())
+        compare = ast.Compare(_name(names[0]), node.ops, [_name(n) for n in names[1:]])
+        body = ast.BoolOp(ast.And(), [_checkpoint(COMPARE_MARK, values), compare])
+        return ast.Call(_lambda(names, body), [node.left, *node.comparators], [])
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        values = ast.Tuple(
+            [_name("__aifkit_f"), _name("__aifkit_a"), _name("__aifkit_k")], ast.Load()
+        )
+        call = ast.Call(
+            _name("__aifkit_f"),
+            [ast.Starred(_name("__aifkit_a"), ast.Load())],
+            [ast.keyword(None, _name("__aifkit_k"))],
+        )
+        body = ast.BoolOp(ast.And(), [_checkpoint(CALL_MARK, values), call])
+        wrapper = _lambda(["__aifkit_f"], body, star="__aifkit_a", stars="__aifkit_k")
+        return ast.Call(wrapper, [node.func, *node.args], node.keywords)

@@ -1,0 +1,184 @@
+"""Which values a test may compare or pass to a library function: none whose behaviour the learner wrote.
+
+A test ``assert square(3) == 9`` trusts the value ``square`` returned to compare honestly. A value
+of a class the learner made (with ``class`` or with ``type()``) can answer "equal" to anything,
+be truthy always, or take over ``np.allclose`` through ``__array_function__``. The grader
+rewrites a test's comparisons and calls (``aifkit.grading.proof``) so the guard sees their values
+first; ``checker`` returns the two checks the guard applies.
+
+A value is *plain* when no class in its type's MRO that Python code made defines one of
+``BEHAVIOUR`` (comparison, truth, conversion, attribute access, NumPy's and PyTorch's dispatch)
+with code that is not installed; containers (list, tuple, dict, set) are plain when their items
+are; a NumPy array of Python objects is not. Classes written in C (``int``, ``float``, ``str``,
+``numpy.ndarray``, ``torch.Size``) cannot be made by learner code. ``torch.Tensor`` is plain as
+long as its methods are PyTorch's own (a learner's ``torch.Tensor.__eq__ = ...`` makes it not).
+
+Everything here is read through C-level accessors bound when the check is made (``type``'s own
+``__flags__``/``__mro__``/``__dict__`` descriptors), so inspecting a learner's object never runs
+the learner's code: no ``__getattribute__``, ``__eq__`` or metaclass of theirs is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
+from typing import Any
+
+HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by Python code, not a C type
+MAX_ITEMS = 100_000  # values a check looks at, containers' items included
+MAX_DEPTH = 8
+#: What a class may not do with code that is not installed, for its values to be trusted.
+BEHAVIOUR = frozenset(
+    {
+        "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__len__",
+        "__float__", "__int__", "__index__", "__complex__", "__abs__", "__round__",
+        "__getattribute__", "__getattr__", "__class__", "__iter__", "__contains__",
+        "__array__", "__array_ufunc__", "__array_function__", "__array_interface__",
+        "__array_struct__", "__array_priority__", "__torch_function__", "__torch_dispatch__",
+        "__instancecheck__", "__subclasscheck__", "__hash__",
+    }
+)  # fmt: skip
+#: Builtins that only look at identity or type: a learner's object may be passed to them.
+IDENTITY_BUILTINS = ("isinstance", "issubclass", "hasattr", "type", "id", "callable", "print")
+
+Check = Callable[[Any], str]
+
+
+def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
+    """``(compare, call)``: each takes the values a rewritten test hands over and returns "" when
+    they may be used, else what is wrong, in words for the learner."""
+    import builtins
+
+    type_, len_, isinstance_, tuple_, all_, any_, id_ = type, len, isinstance, tuple, all, any, id
+    dict_items, dict_values = dict.items, dict.values
+    flags_of = type.__dict__["__flags__"].__get__
+    mro_of = type.__dict__["__mro__"].__get__
+    dict_of = type.__dict__["__dict__"].__get__
+    name_of = type.__dict__["__qualname__"].__get__
+    module_of = type.__dict__["__module__"].__get__
+    heap, behaviour, max_items, max_depth = HEAPTYPE, BEHAVIOUR, MAX_ITEMS, MAX_DEPTH
+    function_type, method_type, builtin_type = FunctionType, MethodType, BuiltinFunctionType
+    module_type, classmethod_type, staticmethod_type, property_type = (
+        ModuleType,
+        classmethod,
+        staticmethod,
+        property,
+    )
+    slot_types = (type_(object.__eq__), type_(str.join), type_(dict.__dict__["fromkeys"]))
+    containers = (list, tuple, set, frozenset)
+    identity = frozenset(id(getattr(builtins, name)) for name in IDENTITY_BUILTINS)
+
+    def installed_function(value: Any) -> bool:
+        if value is None:
+            return True
+        kind = type_(value)
+        if kind is function_type:
+            return trusted_file(value.__code__.co_filename)
+        if kind is classmethod_type or kind is staticmethod_type:
+            return installed_function(value.__func__)
+        if kind is property_type:
+            return all_(installed_function(f) for f in (value.fget, value.fset, value.fdel))
+        if kind in slot_types:
+            return not flags_of(value.__objclass__) & heap
+        return False
+
+    def learner_behaviour(kind: type) -> str:
+        """The first of BEHAVIOUR that a class of ``kind``'s MRO defines with learner code."""
+        for cls in mro_of(kind):
+            if flags_of(cls) & heap == 0:
+                continue
+            namespace = dict_of(cls)
+            for name in behaviour:
+                if name in namespace and not installed_function(namespace[name]):
+                    return f"{name_of(cls)}.{name}"
+        return ""
+
+    def plain(value: Any, budget: list[int], depth: int) -> str:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > max_depth:
+            return "a value too large or too deep to check"
+        kind = type_(value)
+        wrong = learner_behaviour(kind)
+        if wrong:
+            return f"a value whose {wrong} is not installed code"
+        if isinstance_(value, dict):  # no learner __class__ here: checked above
+            for key, item in dict_items(value):
+                wrong = plain(key, budget, depth + 1) or plain(item, budget, depth + 1)
+                if wrong:
+                    return wrong
+        elif isinstance_(value, containers):
+            for item in value:  # its __iter__ is installed code (checked above)
+                wrong = plain(item, budget, depth + 1)
+                if wrong:
+                    return wrong
+        elif (
+            not flags_of(kind) & heap
+            and module_of(kind) == "numpy"
+            and name_of(kind) == "ndarray"
+            and value.dtype.hasobject
+        ):
+            return "a NumPy array of Python objects"
+        return ""  # a C type's value, or a class whose behaviour is installed (torch.Tensor)
+
+    def learner_callable(value: Any) -> bool:
+        """Code the learner wrote, called on purpose by the test (its answer, its class)."""
+        kind = type_(value)
+        if kind is function_type:
+            return not trusted_file(value.__code__.co_filename)
+        if kind is method_type:
+            return learner_callable(value.__func__)
+        if kind is builtin_type or kind is module_type:
+            return False
+        target = value if isinstance_(value, type_) and kind is type_ else kind
+        if flags_of(target) & heap == 0:
+            return False
+        return any_(
+            type_(item) is function_type and not trusted_file(item.__code__.co_filename)
+            for item in dict_values(dict_of(target))
+        )
+
+    def patched_library_method(value: Any) -> bool:
+        """A learner's function put into an installed class (``torch.Tensor.eq = ...``)."""
+        if type_(value) is not method_type or not learner_callable(value.__func__):
+            return False
+        owner = value.__self__ if isinstance_(value.__self__, type_) else type_(value.__self__)
+        for cls in mro_of(owner):
+            if flags_of(cls) & heap == 0:
+                continue
+            namespace = dict_of(cls)
+            if value.__func__ in dict_values(namespace) and any_(
+                type_(item) is function_type and trusted_file(item.__code__.co_filename)
+                for item in dict_values(namespace)
+            ):
+                return True
+        return False
+
+    def compare(values: Any) -> str:
+        if type_(values) is not tuple_:
+            return "the test's comparison was changed"
+        budget = [max_items]
+        for value in values:
+            wrong = plain(value, budget, 0)
+            if wrong:
+                return f"{wrong} cannot be compared in a test"
+        return ""
+
+    def call(values: Any) -> str:
+        if type_(values) is not tuple_ or len_(values) != 3:
+            return "the test's call was changed"
+        function, args, kwargs = values
+        if patched_library_method(function):
+            return "a library method replaced by learner code cannot be called in a test"
+        if id_(function) in identity or learner_callable(function):
+            return ""
+        budget = [max_items]
+        for value in (*args, *dict_values(kwargs)):
+            wrong = plain(value, budget, 0)
+            if wrong:
+                return f"{wrong} cannot be passed to a library function in a test"
+        return ""
+
+    return compare, call
+
+
+__all__ = ["BEHAVIOUR", "checker"]
