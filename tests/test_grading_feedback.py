@@ -7,6 +7,7 @@ own feedback leaks both; :func:`feedback_config` leaks neither.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -21,17 +22,16 @@ from nbformat import NotebookNode
 from traitlets.config import Config
 
 from aifkit.grading.feedback import (
+    HAS_HIDDEN,
     HIDDEN_PLACEHOLDER,
+    RAN_AFTER,
     REDACTED,
-    REMOVED,
     RedactHiddenTests,
-    SanitizeHTML,
     feedback_config,
     formgrader_config,
     remove_hidden_regions,
-    sanitize_html,
-    sanitize_markdown_cells,
 )
+from aifkit.grading.safe_html import REMOVED, SanitizeHTML, sanitize_html, sanitize_markdown_cells
 
 HIDDEN = ["assert add(40, 2) == 42", "assert add(-7, 7) == 0"]
 VISIBLE = "assert add(2, 3) == 5"
@@ -112,23 +112,49 @@ def test_failing_hidden_assert_traceback_is_reduced_to_its_exception() -> None:
     cell = nb.cells[0]
     assert VISIBLE in cell.source and HIDDEN_PLACEHOLDER in cell.source
     assert not any(line in cell.source for line in HIDDEN)
-    assert cell.outputs[0].traceback == ["AssertionError  (traceback not shown)"]
+    assert cell.outputs[0].traceback == [
+        f"AssertionError  (message and traceback withheld: {HAS_HIDDEN})"
+    ]
     assert cell.outputs[0].ename == "AssertionError"
 
 
-def test_evalue_is_kept_unless_it_quotes_hidden_source() -> None:
-    test = _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2)
-    kept = nbformat.v4.new_output("error", ename="AssertionError", evalue="expected 42")
-    quoted = nbformat.v4.new_output("error", ename="ValueError", evalue=f"bad: {HIDDEN[1]}")
-    kept.traceback = quoted.traceback = ["..."]
-    test.outputs = [kept, quoted]
+def test_error_message_is_shown_only_when_the_instructor_wrote_it() -> None:
+    """After a hidden test, does an error keep only a built-in name and a visible assert text?"""
+    source = f"{VISIBLE}, 'add(2, 3) should be 5'\nraise_if_bad()\n" + TEST_SOURCE.split("\n", 1)[1]
+    test = _code(source, "t1", grade=True, locked=True, points=2)
+    authored = nbformat.v4.new_output(
+        "error", ename="AssertionError", evalue="add(2, 3) should be 5", traceback=["..."]
+    )
+    learners = nbformat.v4.new_output(
+        "error", ename="ValueError", evalue="24 == )2 ,04", traceback=[]
+    )
+    named = nbformat.v4.new_output("error", ename="Leak_MFZXG", evalue="", traceback=[])
+    test.outputs = [authored, learners, named]
     outputs = _redacted(_notebook([test])).cells[0].outputs
-    assert outputs[0].evalue == "expected 42"
-    assert outputs[0].traceback == ["AssertionError: expected 42  (traceback not shown)"]
-    assert outputs[1].evalue == REDACTED
+    assert outputs[0].evalue == "add(2, 3) should be 5"
+    assert outputs[0].traceback[0].startswith("AssertionError: add(2, 3) should be 5  (")
+    assert (outputs[1].ename, outputs[1].evalue) == ("ValueError", "")
+    assert "24 ==" not in json.dumps(outputs[1])
+    assert outputs[2].ename == "Error" and "MFZXG" not in json.dumps(outputs[2])
 
 
-def test_outputs_of_any_cell_quoting_hidden_lines_are_redacted() -> None:
+def test_error_before_any_hidden_test_keeps_its_message_unless_it_quotes_one() -> None:
+    learner = _code("check()")
+    kept = nbformat.v4.new_output("error", ename="KeyError", evalue="'x'", traceback=["tb"])
+    quoted = nbformat.v4.new_output("error", ename="MyError", evalue=f"bad: {HIDDEN[1]}")
+    quoted.traceback = ["tb"]
+    learner.outputs = [kept, quoted]
+    test = _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2)
+    outputs = _redacted(_notebook([learner, test])).cells[0].outputs
+    assert (outputs[0].ename, outputs[0].evalue, outputs[0].traceback) == (
+        "KeyError",
+        "'x'",
+        ["tb"],
+    )
+    assert (outputs[1].ename, outputs[1].evalue) == ("MyError", REDACTED)
+
+
+def test_outputs_quoting_hidden_lines_before_the_first_hidden_test_are_redacted() -> None:
     test = _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2)
     learner = _code("print(open('source.ipynb').read())")
     learner.outputs = [
@@ -143,12 +169,76 @@ def test_outputs_of_any_cell_quoting_hidden_lines_are_redacted() -> None:
         nbformat.v4.new_output("stream", name="stdout", text=HIDDEN[0][:12]),
         nbformat.v4.new_output("stream", name="stdout", text=HIDDEN[0][12:] + "\n"),
     ]
-    nb = _redacted(_notebook([learner, test, split]))
+    nb = _redacted(_notebook([learner, split, test]))
     out = nb.cells[0].outputs
     assert out[0].text == REDACTED + "\n"
     assert out[1].text == "an honest warning\n"
     assert out[2].data == {"text/plain": REDACTED}
-    assert [o.text for o in nb.cells[2].outputs] == [REDACTED + "\n"] * 2
+    assert [o.text for o in nb.cells[1].outputs] == [REDACTED + "\n"] * 2
+
+
+def _transformed_outputs(secret: str) -> list[NotebookNode]:
+    """What learner code that read ``secret`` can print, draw or display, none of it verbatim."""
+    encoded = base64.b64encode(secret.encode()).decode()
+    return [
+        nbformat.v4.new_output("stream", name="stdout", text=secret[::-1] + "\n"),
+        nbformat.v4.new_output("stream", name="stderr", text=encoded + "\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": encoded, "text/plain": "<Fig>"}),
+        nbformat.v4.new_output("display_data", data={"text/html": f"<b>{secret[::-1]}</b>"}),
+        nbformat.v4.new_output("display_data", data={"application/json": {"k": encoded}}),
+        nbformat.v4.new_output("execute_result", data={"text/plain": repr(encoded)}),
+    ]
+
+
+def test_every_output_from_the_first_hidden_test_on_is_withheld() -> None:
+    """Reversed, base64, an image, HTML, JSON: withheld by when it ran, not by what it says."""
+    own = _code("print('mine')")
+    own.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="mine\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="}),
+    ]
+    test = _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2)
+    test.outputs = _transformed_outputs(HIDDEN[0])[:2]  # printed by learner code the test calls
+    later = _code("print(''.join(reversed(In[-2])))")
+    later.outputs = _transformed_outputs(HIDDEN[1])
+    nb = _redacted(_notebook([own, test, later, _markdown("the end")]))
+    assert nb.cells[0].outputs == own.outputs
+    assert [o.text for o in nb.cells[1].outputs] == [f"[output withheld: {HAS_HIDDEN}]\n"]
+    assert [o.text for o in nb.cells[2].outputs] == [f"[output withheld: {RAN_AFTER}]\n"]
+    page = json.dumps(nb)
+    for line in HIDDEN:
+        assert line[::-1] not in page and base64.b64encode(line.encode()).decode() not in page
+        for form in _transformed_outputs(line):
+            assert json.dumps(form["text" if "text" in form else "data"])[1:-1] not in page
+
+
+def test_metadata_learner_code_could_write_stays_out_of_feedback() -> None:
+    """Do widget state, custom keys and unknown nbgrader keys go, nbgrader's own stay?"""
+    test = _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2)
+    test.metadata["nbgrader"]["score"] = 0.0
+    test.metadata["nbgrader"]["note"] = HIDDEN[0][::-1]
+    test.metadata["tags"] = [base64.b64encode(HIDDEN[1].encode()).decode()]
+    nb = _notebook([test])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": HIDDEN}}
+    nb.metadata["exfil"] = HIDDEN[0][::-1]
+    nb.metadata["language_info"] = {"name": "python", "codemirror_mode": {"x": HIDDEN[0]}}
+    nb = _redacted(nb)
+    assert nb.metadata == {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    assert set(nb.cells[0].metadata) == {"nbgrader"}
+    assert nb.cells[0].metadata["nbgrader"]["score"] == 0.0
+    assert "note" not in nb.cells[0].metadata["nbgrader"]
+
+
+def test_execution_counts_are_renumbered() -> None:
+    """Can learner code that sets the kernel's counter write a number into the feedback?"""
+    cells = [_code("a"), _code(TEST_SOURCE, "t1", grade=True, locked=True, points=2), _code("b")]
+    for cell, count in zip(cells, (1, 2, 4242424242), strict=True):
+        cell.execution_count = count
+    cells[2].outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "1"})]
+    cells[2].outputs[0].execution_count = 4242424242
+    nb = _redacted(_notebook([*cells, _code("never run")]))
+    assert [c.execution_count for c in nb.cells] == [1, 2, 3, None]
+    assert "4242424242" not in json.dumps(nb)
 
 
 def test_hidden_lines_that_are_short_or_also_visible_are_not_secrets() -> None:
