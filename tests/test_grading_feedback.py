@@ -1,18 +1,23 @@
-"""Feedback hides hidden tests and learner HTML is inert, checked with real nbgrader.
+"""Feedback carries no hidden test text and learner HTML is inert, checked with real nbgrader.
 
-A throw-away course in tmp_path: a learner whose answer prints the source notebook (hidden
-tests included) and fails a hidden assert, and whose written answer carries script. nbgrader's
-own feedback leaks both; :func:`feedback_config` leaks neither.
+A throw-away course in a temporary folder: a learner whose answer prints the source notebook,
+records every cell it sees and, in cells it adds after the tests, writes the hidden test out
+reversed, base64, drawn into a PNG, rot13 in HTML, split across cells, in an exception and in a
+widget's state; whose written answer carries script. nbgrader's own feedback leaks all of it;
+``aifkit grade feedback`` none, while the formgrader still shows instructors everything.
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import html
 import json
 import os
 import re
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -368,10 +373,12 @@ def test_nbconvert_guard_alone_lets_image_metadata_inject_a_handler() -> None:
 # --- real nbgrader ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def _venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def _venv_on_path() -> Iterator[None]:
     """nbgrader runs `alembic` by subprocess when it creates the gradebook."""
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        yield
 
 
 def _api(root: Path, extra: Config | None = None) -> Any:
@@ -390,9 +397,48 @@ def _ok(result: dict[str, Any]) -> None:
     assert result["success"], result.get("error", "") + result.get("log", "")
 
 
-@pytest.fixture
-def graded_course(tmp_path: Path, _venv_on_path: None) -> Path:
-    """ps1/p1 generated, and alice's exfiltrating, XSS-carrying submission autograded."""
+# Learner code that records every cell it sees (a hidden test included) and, in cells it adds
+# after the tests, writes that text out transformed: nothing a verbatim match could catch.
+RECORDER = (
+    "import IPython\n"
+    "SEEN = []\n"
+    "IPython.get_ipython().events.register('pre_run_cell', lambda i: SEEN.append(i.raw_cell))\n"
+    "print('alice was here')\n"
+)
+LATER_CELLS = [
+    "import base64, codecs, html\n"
+    "secret = next(s for s in SEEN if 'HIDDEN TESTS' in s)\n"
+    "lines = secret.split('\\n')[2:4]\n"
+    "print(secret[::-1])\n"
+    "print(base64.b64encode(secret.encode()).decode())",
+    "import io\nfrom matplotlib.figure import Figure\nfrom IPython.display import Image\n"
+    "figure, drawn = Figure(figsize=(6, 1)), io.BytesIO()\n"
+    "figure.text(0, 0.5, secret, fontsize=6)\n"
+    "figure.savefig(drawn, format='png')\n"
+    "display(Image(drawn.getvalue()))",
+    "from IPython.display import HTML\n"
+    "display(HTML('<b>' + html.escape(codecs.encode(secret, 'rot13')) + '</b>'))",
+    "print('\\n'.join(line[: len(line) // 2] for line in lines))",
+    "print('\\n'.join(line[len(line) // 2 :] for line in lines))",
+    "name = 'Leak_' + base64.b32encode(lines[0].encode()).decode().strip('=')\n"
+    "raise type(name, (Exception,), {})(lines[1][::-1])",
+    "import ipywidgets\ndisplay(ipywidgets.Text(value=secret[::-1]))",
+]
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def graded_course(tmp_path_factory: pytest.TempPathFactory, _venv_on_path: None) -> Path:
+    """ps1/p1 generated, and alice's exfiltrating, XSS-carrying submission autograded.
+
+    Autograde is stock nbgrader's, unsandboxed: learner code can read the source notebook and
+    its kernel's history, which is what feedback must hold against. The root's
+    ``nbgrader_config.py`` names the course for ``aifkit grade feedback``.
+    """
+    tmp_path = tmp_path_factory.mktemp("course")
     answer = "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION"
     source = tmp_path / "source" / "ps1" / "p1.ipynb"
     source.parent.mkdir(parents=True)
@@ -405,13 +451,23 @@ def graded_course(tmp_path: Path, _venv_on_path: None) -> Path:
     ]
     nbformat.write(_notebook(cells), source)
     _ok(_api(tmp_path).generate_assignment("ps1"))
+    (tmp_path / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        "c.CourseDirectory.course_id = 'feedback-test'\n"
+        f"c.CourseDirectory.db_url = 'sqlite:///{tmp_path / 'gradebook.db'}'\n",
+        encoding="utf-8",
+    )
 
     submission = nbformat.read(tmp_path / "release" / "ps1" / "p1.ipynb", as_version=4)
     submission.cells[1].source = (
         f"print(open({str(source)!r}).read())  # the source holds the hidden tests\n"
-        "def add(a, b):\n    return a + b if a < 10 else 0"
+        + RECORDER
+        + "def add(a, b):\n    return a + b if a < 10 else 0"
     )
     submission.cells[4].source = "Addition is commutative.\n\n" + "\n".join(XSS)
+    submission.cells[4:4] = [_code(later) for later in LATER_CELLS]
+    submission.cells[1].metadata["exfil"] = "canary-cell-metadata"
+    submission.metadata["exfil"] = "canary-notebook-metadata"
     target = tmp_path / "submitted" / "alice" / "ps1" / "p1.ipynb"
     target.parent.mkdir(parents=True)
     nbformat.write(submission, target)
@@ -450,3 +506,64 @@ def test_feedback_hides_hidden_tests_and_learner_script(graded_course: Path) -> 
     assert "Addition is commutative." in seen
     assert "AssertionError" in seen and REDACTED in seen
     assert "Score: 1.0 / 4.0" in seen
+
+
+def _leaked_forms() -> list[str]:
+    """Each transformed copy LATER_CELLS write, as it appears in a notebook's JSON."""
+    reversed_line, rot13 = HIDDEN[0][::-1], codecs.encode(HIDDEN[0], "rot13")
+    second_halves = [line[len(line) // 2 :] for line in HIDDEN]
+    b32 = base64.b32encode(HIDDEN[0].encode()).decode().strip("=")
+    return [reversed_line, _b64(TEST_SOURCE), html.escape(rot13), *second_halves, "Leak_" + b32]
+
+
+@pytest.mark.slow
+def test_aifkit_grade_feedback_withholds_what_ran_after_a_hidden_test(graded_course: Path) -> None:
+    """Does ``aifkit grade feedback`` keep transformed copies out, and the learner's own work in?"""
+    autograded = graded_course / "autograded" / "alice" / "ps1" / "p1.ipynb"
+    graded = nbformat.read(autograded, as_version=4)
+    raw = json.dumps(graded)
+    for form in _leaked_forms():
+        assert json.dumps(form)[1:-1] in raw, form  # the threat is real: each copy was made
+    outputs = [o for cell in graded.cells for o in cell.get("outputs", [])]
+    pngs = [o.data["image/png"] for o in outputs if "image/png" in o.get("data", {})]
+    assert pngs, "matplotlib drew the hidden test into a PNG"
+    assert HIDDEN[0][::-1] in json.dumps(graded.metadata.get("widgets"))  # nbclient kept it
+
+    aifkit = str(Path(sys.executable).parent / "aifkit")
+    done = subprocess.run(
+        [aifkit, "grade", "feedback", "ps1", "--course", str(graded_course), "--no-exchange"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = (graded_course / "feedback" / "alice" / "ps1" / "p1.html").read_text(encoding="utf-8")
+    seen = _text(page)
+    for form in _leaked_forms():
+        assert form not in page and form not in seen, form
+    assert not any(png[:200] in page for png in pngs)
+    assert _b64(TEST_SOURCE)[:40] not in page and "canary-" not in page
+    assert "add(40" not in seen and "add(-7" not in seen
+    assert "alice was here" in seen  # the learner's own output before any hidden test
+    assert f"[output withheld: {HAS_HIDDEN}]" not in seen  # the hidden test itself printed nothing
+    assert seen.count(f"[output withheld: {RAN_AFTER}]") == len(LATER_CELLS) - 1
+    assert "AssertionError  (message and traceback withheld" in seen
+    assert "an exception not built into Python  (message and traceback withheld" in seen
+    assert "Score: 1.0 / 4.0" in seen
+
+
+@pytest.mark.slow
+def test_formgrader_still_shows_instructors_everything(graded_course: Path) -> None:
+    """Does the instructor's view keep hidden tests and every later output, sanitised only?"""
+    from nbconvert import HTMLExporter
+
+    config = formgrader_config(Config())
+    config.HTMLExporter.template_name = "classic"
+    autograded = graded_course / "autograded" / "alice" / "ps1" / "p1.ipynb"
+    page, _ = HTMLExporter(config=config).from_filename(str(autograded))
+    seen = _text(page)
+    assert all(line in seen for line in HIDDEN)
+    assert HIDDEN[0][::-1] in seen and _b64(TEST_SOURCE) in seen and "Leak_" in seen
+    assert "data:image/png;base64," in page and "withheld" not in seen
+    assert "<script>alert" not in page.lower()
