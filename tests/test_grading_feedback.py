@@ -403,7 +403,8 @@ RECORDER = (
     "import IPython\n"
     "SEEN = []\n"
     "IPython.get_ipython().events.register('pre_run_cell', lambda i: SEEN.append(i.raw_cell))\n"
-    "print('alice was here')\n"
+    "import sys\n"
+    "print('alice', 'was here', file=sys.stderr)  # her own output: the source never says it\n"
 )
 LATER_CELLS = [
     "import base64, codecs, html\n"
