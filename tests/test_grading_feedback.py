@@ -15,6 +15,7 @@ import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -568,3 +569,22 @@ def test_formgrader_still_shows_instructors_everything(graded_course: Path) -> N
     assert HIDDEN[0][::-1] in seen and _b64(TEST_SOURCE) in seen and "Leak_" in seen
     assert "data:image/png;base64," in page and "withheld" not in seen
     assert "<script>alert" not in page.lower()
+
+
+@pytest.mark.slow
+def test_hidden_tests_are_known_from_the_gradebook_not_the_graded_copy(
+    graded_course: Path, tmp_path: Path
+) -> None:
+    """If a grading path leaves the hidden region out of the graded cell, is it still withheld?"""
+    course = Path(shutil.copytree(graded_course, tmp_path / "course"))
+    autograded = course / "autograded" / "alice" / "ps1" / "p1.ipynb"
+    nb = nbformat.read(autograded, as_version=4)
+    nb.cells[3].source = VISIBLE  # as a trusted path that ran the hidden lines elsewhere would
+    autograded.chmod(0o644)
+    nbformat.write(nb, autograded)
+    page = _feedback(course, feedback_config(Config()))
+    seen = _text(page)
+    assert all(form not in page and form not in seen for form in _leaked_forms())
+    assert "add(40" not in seen and REDACTED in seen  # needles come from the gradebook too
+    assert "AssertionError  (message and traceback withheld" in seen
+    assert seen.count(f"[output withheld: {RAN_AFTER}]") == len(LATER_CELLS) - 1

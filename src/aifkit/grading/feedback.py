@@ -4,7 +4,9 @@ nbgrader puts hidden tests back before autograding, so its feedback shows them; 
 that ran during or after a hidden test could have read it (history, IPython events, frames) and
 written it anywhere it writes: a stream, an image, an exception, a later cell's HTML, a widget's
 state, even an execution count. Matching the text cannot catch every transformation (reversed,
-base64, drawn into a PNG), so :class:`RedactHiddenTests` decides by *when* an output was made:
+base64, drawn into a PNG), so :class:`RedactHiddenTests` decides by *when* an output was made
+(which test cells hold hidden lines it reads from the gradebook's source cells as well as
+from the graded copy):
 
 - cells before the first hidden test keep their outputs (the learner's own work); any output that
   still repeats a hidden line verbatim (read from disk, say) is redacted;
@@ -237,6 +239,31 @@ def _renumber(nb: NotebookNode) -> None:
                 out["execution_count"] = cell.get("execution_count")
 
 
+def hidden_in_gradebook(resources: Any, begin: str, end: str) -> dict[str, list[str]]:
+    """Hidden lines by grade_id of each cell whose instructor source holds some, per the gradebook.
+
+    The autograded copy of a test cell is not trusted to show its hidden region (a grading path
+    may run hidden tests without writing them into the notebook); nbgrader's gradebook keeps
+    each source cell as the instructor wrote it. Empty when ``resources`` name no gradebook.
+    """
+    info = resources.get("nbgrader") if isinstance(resources, dict) else None
+    if not isinstance(info, dict) or not info.get("db_url"):
+        return {}
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(info["db_url"]) as gradebook:
+        try:
+            notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
+        except MissingEntry:
+            return {}
+        sources = {cell.name: cell.source or "" for cell in notebook.source_cells}
+    return {
+        name: remove_hidden_regions(source, begin, end)[1]
+        for name, source in sources.items()
+        if begin in source
+    }
+
+
 class RedactHiddenTests(NbGraderPreprocessor):
     """Remove hidden tests from feedback and everything learner code could have copied them into.
 
@@ -249,10 +276,12 @@ class RedactHiddenTests(NbGraderPreprocessor):
         begin, end = markers.begin_test_delimeter, markers.end_test_delimeter
         hidden: list[str] = []
         has_hidden: set[int] = set()
+        known = hidden_in_gradebook(resources, begin, end)
         for index, cell in enumerate(nb.cells):
-            if utils.is_grade(cell) and begin in cell.source:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if utils.is_grade(cell) and (begin in cell.source or grade_id in known):
                 cell.source, removed = remove_hidden_regions(cell.source, begin, end)
-                hidden += removed
+                hidden += removed + known.get(grade_id, [])
                 has_hidden.add(index)
         visible = [line for cell in nb.cells for line in cell.source.split("\n")]
         needles = secret_needles(hidden, visible)
