@@ -1,37 +1,65 @@
-"""Feedback that shows learners neither the hidden tests nor anyone's active HTML.
+"""Feedback that carries nothing learner code saw of the hidden tests, and no active HTML.
 
-nbgrader puts hidden tests back before autograding, so its feedback shows them, and its
-feedback and formgrader templates render learner markdown and outputs unsanitised. Two
-preprocessors close both holes; :func:`feedback_config` wires them into ``generate_feedback``
-and :func:`formgrader_config` wires :class:`SanitizeHTML` into the formgrader's exporter.
+nbgrader puts hidden tests back before autograding, so its feedback shows them; and learner code
+that ran during or after a hidden test could have read it (history, IPython events, frames) and
+written it anywhere it writes: a stream, an image, an exception, a later cell's HTML, a widget's
+state, even an execution count. Matching the text cannot catch every transformation (reversed,
+base64, drawn into a PNG), so :class:`RedactHiddenTests` decides by *when* an output was made
+(which test cells hold hidden lines it reads from the gradebook's source cells as well as
+from the graded copy):
 
-nbconvert's own guard, ``HTMLExporter.sanitize_html = True``, is not enough alone: nbgrader's
-``feedback`` and ``formgrade`` templates override the ``markdowncell`` block without its
-``clean_html`` filter (learner markdown stays live), and image metadata reaches an unquoted
-``width=`` attribute. Where it does apply it escapes every tag outside a short list, so
-``text/html`` tables (``thead``, ``th``) and images show as tag soup. :func:`feedback_config`
-sets it anyway, as defence in depth, unless told not to.
+- cells before the first hidden test keep their outputs (the learner's own work); any output that
+  still repeats a hidden line verbatim (read from disk, say) is redacted;
+- from the first hidden test on, every output is withheld behind a short note; an error keeps
+  only its built-in exception name, and its message only when that message is an ``assert`` or
+  ``raise`` text of the cell's visible source (the instructor's words, not the learner's);
+- notebook and cell metadata keep only what nbgrader and the HTML template need; execution counts
+  are renumbered.
+
+Pass/fail is the score nbgrader's ``GetGrades`` reads from the gradebook, so it stays.
+:class:`~aifkit.grading.safe_html.SanitizeHTML` then makes the learner's HTML inert;
+:func:`feedback_config` wires both into ``generate_feedback`` and :func:`formgrader_config` wires
+only the sanitizer into the formgrader: instructors see every output and all metadata.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import html
 import json
 import re
 from typing import Any
 
-import nh3
 from nbconvert.exporters.exporter import ResourcesDict
-from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbformat import NotebookNode
+from nbformat.v4 import new_output
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades, NbGraderPreprocessor
 from traitlets.config import Config
 
+from aifkit.grading.safe_html import SanitizeHTML
+
 HIDDEN_PLACEHOLDER = "# hidden tests (not shown)"
 REDACTED = "[redacted: this output contained hidden test source]"
-REMOVED = "[removed from feedback: active content]"
 MIN_SECRET_LENGTH = 8  # shorter hidden lines (``else:``, ``pass``) are too common to redact on
+HAS_HIDDEN = "this test has hidden lines"
+RAN_AFTER = "this cell ran after a hidden test"
+# nbgrader's own cell keys (schema 3) and what GetGrades adds; nothing else reaches feedback.
+NBGRADER_KEYS = frozenset(
+    {"schema_version", "grade", "solution", "locked", "task", "points", "grade_id", "cell_type"}
+    | {"score", "comment"}
+)
+# What the HTML template reads for highlighting; set before any learner code runs.
+_NOTEBOOK_KEYS = {
+    "kernelspec": {"name", "display_name", "language"},
+    "language_info": {"name", "pygments_lexer", "file_extension", "mimetype", "version"},
+}
+BUILTIN_EXCEPTIONS = frozenset(
+    name
+    for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+)
 
 # --- hidden tests ---------------------------------------------------------------------------
 
@@ -129,213 +157,146 @@ def _redact_outputs(cell: NotebookNode, needles: set[str], grade: bool) -> None:
                 out["text"] = REDACTED + "\n"
 
 
-class RedactHiddenTests(NbGraderPreprocessor):
-    """Remove hidden tests from grade cells and every output that would show them.
+def authored_messages(source: str) -> set[str]:
+    """The literal texts of ``assert ..., "msg"`` and ``raise E("msg")`` in ``source``.
 
-    Add it to ``GenerateFeedback.preprocessors`` before the HTML export. Error outputs of
-    grade cells keep ``ename`` and ``evalue`` but their traceback shrinks to one line, since
-    a failing hidden assert prints its own source. The delimiters are ClearHiddenTests'.
+    Only these may be shown as an error's message once learner code could have seen a hidden
+    test: they are the instructor's visible words, so showing one reveals nothing new.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics, say: show no message rather than guess
+        return set()
+    messages: set[str] = set()
+    for node in ast.walk(tree):
+        texts: list[ast.expr] = []
+        if isinstance(node, ast.Assert) and node.msg is not None:
+            texts = [node.msg]
+        elif isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            texts = node.exc.args[:1]
+        messages |= {t.value for t in texts if isinstance(t, ast.Constant) and type(t.value) is str}
+    return messages
+
+
+def _withheld_error(out: NotebookNode, reason: str, messages: set[str]) -> NotebookNode:
+    ename = out.get("ename")
+    name = ename if isinstance(ename, str) and ename in BUILTIN_EXCEPTIONS else None
+    evalue = out.get("evalue")
+    shown = evalue if name and isinstance(evalue, str) and evalue in messages else ""
+    head = f"{name}: {shown}" if shown else (name or "an exception not built into Python")
+    traceback = [f"{head}  (message and traceback withheld: {reason})"]
+    return new_output("error", ename=name or "Error", evalue=shown, traceback=traceback)
+
+
+def withhold_outputs(cell: NotebookNode, reason: str, messages: set[str]) -> None:
+    """Replace ``cell``'s outputs by one note, keeping each error's built-in name (in place).
+
+    ``messages`` are the error messages that may still be shown (:func:`authored_messages`).
+    """
+    kept: list[NotebookNode] = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            kept.append(_withheld_error(out, reason, messages))
+        elif not any(o.get("output_type") == "stream" for o in kept):
+            kept.append(new_output("stream", name="stdout", text=f"[output withheld: {reason}]\n"))
+    cell.outputs = kept
+
+
+def keep_public_metadata(nb: NotebookNode) -> None:
+    """Drop the metadata learner code or the learner could have written, in place.
+
+    Widget state, custom keys and unknown nbgrader keys go; the kernelspec and language (for
+    highlighting, fixed before learner code runs) and nbgrader's own cell keys stay.
+    """
+    public = NotebookNode()
+    for key, fields in _NOTEBOOK_KEYS.items():
+        value = nb.metadata.get(key)
+        if isinstance(value, dict):
+            public[key] = NotebookNode(
+                {k: v for k, v in value.items() if k in fields and isinstance(v, str)}
+            )
+    nb.metadata = public
+    for cell in nb.cells:
+        grader = cell.metadata.get("nbgrader")
+        cell.metadata = NotebookNode()
+        if isinstance(grader, dict):
+            cell.metadata["nbgrader"] = NotebookNode(
+                {k: v for k, v in grader.items() if k in NBGRADER_KEYS}
+            )
+
+
+def _renumber(nb: NotebookNode) -> None:
+    """Execution counts 1, 2, 3... in cell order: learner code can set the kernel's counter."""
+    count = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if cell.get("execution_count") is not None:
+            count += 1
+            cell.execution_count = count
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "execute_result":
+                out["execution_count"] = cell.get("execution_count")
+
+
+def hidden_in_gradebook(resources: Any, begin: str, end: str) -> dict[str, list[str]]:
+    """Hidden lines by grade_id of each cell whose instructor source holds some, per the gradebook.
+
+    The autograded copy of a test cell is not trusted to show its hidden region (a grading path
+    may run hidden tests without writing them into the notebook); nbgrader's gradebook keeps
+    each source cell as the instructor wrote it. Empty when ``resources`` name no gradebook.
+    """
+    info = resources.get("nbgrader") if isinstance(resources, dict) else None
+    if not isinstance(info, dict) or not info.get("db_url"):
+        return {}
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(info["db_url"]) as gradebook:
+        try:
+            notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
+        except MissingEntry:
+            return {}
+        sources = {cell.name: cell.source or "" for cell in notebook.source_cells}
+    return {
+        name: remove_hidden_regions(source, begin, end)[1]
+        for name, source in sources.items()
+        if begin in source
+    }
+
+
+class RedactHiddenTests(NbGraderPreprocessor):
+    """Remove hidden tests from feedback and everything learner code could have copied them into.
+
+    Add it to ``GenerateFeedback.preprocessors`` after ``GetGrades`` and before the HTML export.
+    See the module docstring for what is kept. The delimiters are ClearHiddenTests'.
     """
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, Any]:
         markers = ClearHiddenTests(parent=self)
         begin, end = markers.begin_test_delimeter, markers.end_test_delimeter
         hidden: list[str] = []
-        for cell in nb.cells:
-            if utils.is_grade(cell):
+        has_hidden: set[int] = set()
+        known = hidden_in_gradebook(resources, begin, end)
+        for index, cell in enumerate(nb.cells):
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if utils.is_grade(cell) and (begin in cell.source or grade_id in known):
                 cell.source, removed = remove_hidden_regions(cell.source, begin, end)
-                hidden += removed
-        if not any(line.strip() for line in hidden):
-            needles: set[str] = set()
-        else:
-            visible = [line for cell in nb.cells for line in cell.source.split("\n")]
-            needles = secret_needles(hidden, visible)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
+                hidden += removed + known.get(grade_id, [])
+                has_hidden.add(index)
+        visible = [line for cell in nb.cells for line in cell.source.split("\n")]
+        needles = secret_needles(hidden, visible)
+        first = min((i for i in has_hidden if nb.cells[i].cell_type == "code"), default=None)
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            if first is None or index < first:
                 _redact_outputs(cell, needles, utils.is_grade(cell))
+            else:
+                reason = HAS_HIDDEN if index in has_hidden else RAN_AFTER
+                withhold_outputs(cell, reason, authored_messages(cell.source))
+        _renumber(nb)
+        keep_public_metadata(nb)
         return nb, resources
-
-
-# --- active HTML ------------------------------------------------------------------------------
-
-ALLOWED_TAGS = frozenset(
-    {"a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "details", "div"}
-    | {"dl", "dt", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd", "li"}
-    | {"ol", "p", "pre", "q", "s", "samp", "small", "span", "strong", "sub", "summary", "sup"}
-    | {"table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul", "var"}
-)
-# Dropped with their content; any other unknown tag is stripped and its text kept.
-DROPPED_TAGS = frozenset(
-    {"script", "style", "iframe", "frame", "frameset", "object", "embed", "applet"}
-    | {"noscript", "template", "form", "textarea", "select", "button", "input"}
-    | {"link", "meta", "base", "svg", "math", "audio", "video", "canvas", "portal"}
-    | {"noembed", "noframes"}
-)
-ALLOWED_CSS = frozenset(
-    {"text-align", "vertical-align", "color", "background-color", "font-weight"}
-    | {"font-style", "text-decoration", "white-space"}
-)
-# Attributes that may pass at all; _allow_attribute then judges each value.
-_ATTRIBUTES = {
-    "*": {"title", "class", "style"},
-    **{f"h{level}": {"id"} for level in range(1, 7)},
-    "a": {"href"},
-    "img": {"src", "alt", "width", "height"},
-    "td": {"colspan", "rowspan", "align"},
-    "th": {"colspan", "rowspan", "align"},
-    "ol": {"start"},
-    "details": {"open"},
-}
-_DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]+", re.IGNORECASE)
-_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):")
-_NUMBER = re.compile(r"\d{1,5}%?")
-# Pygments token classes and nbconvert's own; no page class (bootstrap's could overlay it).
-_CLASS = re.compile(r"[a-z]{1,3}[0-9]?|highlight|anchor-link|task-list-item")
-_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
-_ACTIVE_SVG = re.compile(
-    r"<\s*(script|foreignobject|iframe|embed|object|use|animate|set)\b|\son\w+\s*=|javascript:"
-    r"|data:text/html|href\s*=\s*[\"']?\s*data:",
-    re.IGNORECASE,
-)
-_GRADE_ID = re.compile(r"[A-Za-z0-9_.:-]+")
-
-
-def _allow_attribute(tag: str, name: str, value: str) -> bool:
-    if name == "title":
-        return True
-    if name == "class":
-        return all(_CLASS.fullmatch(token) for token in value.split())
-    if name == "style":
-        return True  # nh3 keeps only the ALLOWED_CSS properties
-    if name == "id":
-        return tag in {"h1", "h2", "h3", "h4", "h5", "h6"}
-    if tag == "a" and name == "href":
-        scheme = _SCHEME.match(value)
-        return scheme is None or scheme.group(1).lower() in {"http", "https", "mailto"}
-    if tag == "img" and name == "src":
-        scheme = _SCHEME.match(value)
-        ok = scheme is not None and scheme.group(1).lower() in {"http", "https"}
-        return ok or _DATA_IMAGE.fullmatch(value.strip()) is not None
-    if tag == "img":
-        return name == "alt" or (name in {"width", "height"} and bool(_NUMBER.fullmatch(value)))
-    if tag in {"td", "th"} and name in {"colspan", "rowspan"}:
-        return bool(_NUMBER.fullmatch(value))
-    return (tag, name) in {("ol", "start"), ("details", "open"), ("td", "align"), ("th", "align")}
-
-
-def _filter_attribute(tag: str, name: str, value: str) -> str | None:
-    return value if _allow_attribute(tag, name, value) else None
-
-
-# nh3 (ammonia) parses as browsers do (html5ever), so what it keeps is what a browser would see.
-_CLEANER = nh3.Cleaner(
-    tags=set(ALLOWED_TAGS),
-    clean_content_tags=set(DROPPED_TAGS),
-    attributes=_ATTRIBUTES,
-    attribute_filter=_filter_attribute,
-    url_schemes={"http", "https", "mailto", "data"},
-    strip_comments=True,
-    link_rel=None,  # links keep the attributes they had; no rel is added
-    filter_style_properties=set(ALLOWED_CSS),
-)
-
-
-def sanitize_html(fragment: str) -> str:
-    """An HTML fragment reduced to an explicit allow-list: no script, handler or active URL."""
-    return _CLEANER.clean(fragment)
-
-
-def render_markdown(source: str, attachments: dict[str, Any] | None = None) -> str:
-    """Markdown to HTML exactly as nbconvert's exporter renders it (math kept as text)."""
-    renderer = IPythonRenderer(escape=False, attachments=dict(attachments or {}))
-    return MarkdownWithMath(renderer=renderer).render(source)
-
-
-def as_markdown(safe_html: str) -> str:
-    """Sanitised HTML as markdown that renders to itself: one HTML block, no blank line."""
-    flat = safe_html.replace("\r", "").replace("\n", "&#10;")
-    return f'<div class="aifkit-sanitized">{flat}</div>'
-
-
-def _safe_markdown(source: str, attachments: dict[str, Any] | None = None) -> str:
-    try:
-        rendered = render_markdown(source, attachments)
-    except Exception:  # e.g. a missing attachment: show the text rather than fail the export
-        rendered = f"<pre>{html.escape(source)}</pre>"
-    return as_markdown(sanitize_html(rendered))
-
-
-def _kept(mime: str, text: str, data: dict[str, Any]) -> tuple[str, str] | None:
-    """The (mimetype, value) an output keeps for ``mime``, or None to drop it."""
-    if mime in ("text/plain", "text/latex"):
-        return mime, text
-    if mime == "text/html":
-        return mime, sanitize_html(text)
-    if mime == "text/markdown" and "text/html" not in data:
-        return "text/html", sanitize_html(render_markdown(text))
-    raster = mime in ("image/png", "image/jpeg", "image/gif") and _BASE64.fullmatch(text)
-    if raster or (mime == "image/svg+xml" and not _ACTIVE_SVG.search(text)):
-        return mime, text
-    return None
-
-
-def _clean_output(out: NotebookNode) -> None:
-    data = out.get("data")
-    if data is None:
-        return
-    kept: dict[str, Any] = {}
-    for mime, value in data.items():
-        text = "".join(value) if isinstance(value, list) else value
-        pair = _kept(mime, text, data) if isinstance(text, str) else None
-        if pair is not None:
-            kept[pair[0]] = pair[1]
-    out["data"] = kept or {"text/plain": REMOVED}
-    metadata: dict[str, Any] = {}  # only sizes and alt text: templates paste them unquoted
-    for mime, meta in dict(out.get("metadata", {})).items():
-        if mime in kept and isinstance(meta, dict):
-            size = {k: v for k, v in meta.items() if k in ("width", "height") and _is_size(v)}
-            if isinstance(meta.get("alt"), str):
-                size["alt"] = meta["alt"]
-            metadata[mime] = size
-    out["metadata"] = metadata
-
-
-def _is_size(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e5
-
-
-def sanitize_markdown_cells(nb: NotebookNode) -> NotebookNode:
-    """Make every learner-controlled piece of HTML in ``nb`` inert, in place.
-
-    Markdown cells and grader comments are rendered as nbconvert would, sanitised, and stored
-    as HTML that renders to itself; ``text/html`` and ``text/markdown`` outputs are
-    sanitised; only plain text, LaTeX, base64 PNG/JPEG/GIF and passive SVG outputs are kept.
-    """
-    nb.metadata.pop("widgets", None)
-    if isinstance(nb.metadata.get("title"), str):
-        nb.metadata["title"] = html.escape(nb.metadata["title"])
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        grade_id = meta.get("grade_id")
-        if isinstance(grade_id, str) and not _GRADE_ID.fullmatch(grade_id):
-            meta["grade_id"] = html.escape(grade_id)
-        if isinstance(meta.get("comment"), str):
-            meta["comment"] = _safe_markdown(meta["comment"])
-        if cell.cell_type == "markdown":
-            cell.source = _safe_markdown(cell.source, cell.get("attachments"))
-            cell.pop("attachments", None)
-        elif cell.cell_type == "raw":
-            cell.source = sanitize_html(cell.source)
-        for out in cell.get("outputs", []):
-            _clean_output(out)
-    return nb
-
-
-class SanitizeHTML(NbGraderPreprocessor):
-    """Preprocessor form of :func:`sanitize_markdown_cells`, for feedback and formgrader."""
-
-    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, Any]:
-        return sanitize_markdown_cells(nb), resources
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -344,8 +305,8 @@ class SanitizeHTML(NbGraderPreprocessor):
 def feedback_config(c: Config, nbconvert_sanitize: bool = True) -> Config:
     """Make ``generate_feedback`` hide hidden tests and sanitise learner HTML (mutates ``c``).
 
-    ``nbconvert_sanitize`` sets ``HTMLExporter.sanitize_html``; see the module docstring for
-    what it adds (nothing :class:`SanitizeHTML` misses) and what it costs (escaped tables).
+    ``nbconvert_sanitize`` sets ``HTMLExporter.sanitize_html``, defence in depth: it catches
+    nothing :class:`SanitizeHTML` misses and escapes ``text/html`` tables (see ``safe_html``).
     """
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
@@ -360,6 +321,6 @@ def feedback_config(c: Config, nbconvert_sanitize: bool = True) -> Config:
 
 
 def formgrader_config(c: Config) -> Config:
-    """Sanitise the autograded notebooks the formgrader renders (hidden tests stay visible)."""
+    """Sanitise the HTML the formgrader renders; instructors still see every output and test."""
     c.HTMLExporter.preprocessors = [SanitizeHTML]
     return c
