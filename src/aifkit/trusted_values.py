@@ -50,7 +50,14 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
     import builtins
 
     type_, len_, isinstance_, tuple_, all_, any_, id_ = type, len, isinstance, tuple, all, any, id
-    dict_items, dict_values = dict.items, dict.values
+    dict_items, dict_values, dict_get, getattr_, str_ = (
+        dict.items,
+        dict.values,
+        dict.get,
+        getattr,
+        str,
+    )
+    module_dict = vars(ModuleType)["__dict__"].__get__
     flags_of = type.__dict__["__flags__"].__get__
     mro_of = type.__dict__["__mro__"].__get__
     dict_of = type.__dict__["__dict__"].__get__
@@ -164,9 +171,23 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
         return ""
 
     def call(values: Any) -> str:
-        if type_(values) is not tuple_ or len_(values) != 3:
+        if type_(values) is not tuple_ or len_(values) not in (3, 4):
             return "the test's call was changed"
-        function, args, kwargs = values
+        if len_(values) == 4:  # owner.name(...)
+            owner, name, args, kwargs = values
+            if type_(owner) is module_type:
+                namespace = module_dict(owner)
+                function = dict_get(namespace, name)
+                if learner_callable(function):
+                    module = dict_get(namespace, "__name__")
+                    module = module if type_(module) is str_ else "a module"
+                    return f"{module}.{name} is code the learner put there, not the library's"
+            elif learner_behaviour(type_(owner)) or learner_callable(owner):
+                return ""  # a method of the learner's own object: their answer
+            else:
+                function = getattr_(owner, name)  # an installed class: its own lookup
+        else:
+            function, args, kwargs = values
         if patched_library_method(function):
             return "a library method replaced by learner code cannot be called in a test"
         if id_(function) in identity or learner_callable(function):

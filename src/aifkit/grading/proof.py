@@ -124,7 +124,8 @@ class _Checked(ast.NodeTransformer):
     """Route the test's comparisons and calls through the guard's value check.
 
     ``a == b`` becomes ``(lambda l, r: <check (l, r)> and l == r)(a, b)``; ``f(x)`` becomes
-    ``(lambda f, *a, **k: <check (f, a, k)> and f(*a, **k))(f, x)``. Operands are evaluated once,
+    ``(lambda f, *a, **k: <check (f, a, k)> and f(*a, **k))(f, x)``, and ``m.f(x)`` hands the
+    guard ``(m, "f", a, k)`` so it sees where the function came from. Operands are evaluated once,
     in order; lambda parameters are local names, so learner code cannot shadow them. Code inside
     functions and classes a test defines is left as written (``super()`` needs its frame).
     """
@@ -151,14 +152,19 @@ class _Checked(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
-        values = ast.Tuple(
-            [_name("__aifkit_f"), _name("__aifkit_a"), _name("__aifkit_k")], ast.Load()
-        )
+        if isinstance(node.func, ast.Attribute):  # obj.name(...): the guard sees obj and name
+            head = [_name("__aifkit_o"), ast.Constant(node.func.attr)]
+            callee: ast.expr = ast.Attribute(_name("__aifkit_o"), node.func.attr, ast.Load())
+            first, target = "__aifkit_o", node.func.value
+        else:
+            head = [_name("__aifkit_f")]
+            callee, first, target = _name("__aifkit_f"), "__aifkit_f", node.func
+        values = ast.Tuple([*head, _name("__aifkit_a"), _name("__aifkit_k")], ast.Load())
         call = ast.Call(
-            _name("__aifkit_f"),
+            callee,
             [ast.Starred(_name("__aifkit_a"), ast.Load())],
             [ast.keyword(None, _name("__aifkit_k"))],
         )
         body = ast.BoolOp(ast.And(), [_checkpoint(CALL_MARK, values), call])
-        wrapper = _lambda(["__aifkit_f"], body, star="__aifkit_a", stars="__aifkit_k")
-        return ast.Call(wrapper, [node.func, *node.args], node.keywords)
+        wrapper = _lambda([first], body, star="__aifkit_a", stars="__aifkit_k")
+        return ast.Call(wrapper, [target, *node.args], node.keywords)
