@@ -106,6 +106,7 @@ def prepare(
             seconds=INTAKE_SECONDS,
             memory_mb=INTAKE_MEMORY_MB,
             what=f"reading and sanitising {student}'s submission",
+            preload=("nbgrader.preprocessors", "nbgrader.api", "aifkit.grading.worker"),
         )
     except ConfinedError as error:
         shutil.rmtree(folder, ignore_errors=True)
@@ -127,7 +128,7 @@ def _prepare_here(
     intake = read_submission(submitted, sorted(specs))
     job.problems, job.repairs = dict(intake.problems), list(intake.repairs)
     release = course.folder("release", ".", assignment)
-    job.files.mkdir(parents=True)
+    job.files.mkdir(parents=True, exist_ok=True)
     if not intake.refused:  # only the assignment's own files, from a folder checked whole
         left_out = copy_declared(submitted, declared_files(release), job.files)
         if left_out:
