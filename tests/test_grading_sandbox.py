@@ -207,7 +207,7 @@ def test_every_tmpfs_is_sized_and_a_flood_stops_at_enospc(tmp_path: Path) -> Non
     limits = sandbox.Limits(cell_timeout_s=30, notebook_timeout_s=60, memory_mb=2048)
     sizes = limits.tmpfs_bytes()
     assert sum(sizes.values()) <= limits.memory_mb * 2**20 // 4
-    nb, execution = _run(FILL_TMPFS, limits=limits, tmp=tmp_path)
+    nb, _ = _run(FILL_TMPFS, limits=limits, tmp=tmp_path)
     lines = "".join(o.get("text", "") for o in nb.cells[0].outputs).splitlines()
     assert len(lines) == 2, nb.cells[0].outputs
     for line in lines:
