@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from aifkit.grading.config import configure
+from aifkit.grading.stock_intake import exclude_unsafe_submissions
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 
@@ -26,3 +27,6 @@ c.Exchange.root = os.environ.get("AIFKIT_EXCHANGE", "/srv/nbgrader/exchange")
 # src/aifkit/grading/limits.py; set one for this course here, e.g.
 # c.SandboxedExecute.cell_timeout = 300
 configure(c)
+# Before nbgrader copies a byte: submissions holding symbolic links, special files or hard links,
+# or notebooks past the intake limits, are excluded (each file named on stderr).
+exclude_unsafe_submissions(c)

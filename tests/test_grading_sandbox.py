@@ -202,3 +202,39 @@ def test_no_sandbox_warns() -> None:
         sandbox.make("none").check()
     with pytest.raises(sandbox.SandboxError, match="unknown sandbox"):
         sandbox.make("docker")
+
+
+FILL_TMPFS = """
+import errno, os
+def shmem():
+    for line in open('/proc/meminfo'):
+        if line.startswith('Shmem:'):
+            return int(line.split()[1]) * 1024
+for folder in ('/tmp', '/dev/shm'):
+    size = os.statvfs(folder).f_blocks * os.statvfs(folder).f_frsize
+    before, written, chunk, error = shmem(), 0, b'x' * 2**24, None
+    try:
+        for n in range(2 * size // len(chunk) + 1):  # twice the size, 16 MiB files
+            with open(f'{folder}/fill{n}', 'wb') as out:
+                out.write(chunk)
+            written += len(chunk)
+    except OSError as e:
+        error = errno.errorcode[e.errno]
+    print(folder, size, written, shmem() - before, error)
+"""
+
+
+def test_every_tmpfs_is_sized_and_a_flood_stops_at_enospc(tmp_path: Path) -> None:
+    """Does writing twice the size into /tmp and /dev/shm stop at ENOSPC, host memory bounded?"""
+    limits = sandbox.Limits(cell_timeout_s=30, notebook_timeout_s=60, memory_mb=2048)
+    sizes = limits.tmpfs_bytes()
+    assert sum(sizes.values()) <= limits.memory_mb * 2**20 // 4
+    nb, _ = _run(FILL_TMPFS, limits=limits, tmp=tmp_path)
+    lines = "".join(o.get("text", "") for o in nb.cells[0].outputs).splitlines()
+    assert len(lines) == 2, nb.cells[0].outputs
+    for line in lines:
+        folder, size, written, grown, error = line.split()
+        assert int(size) == sizes[folder], line  # bubblewrap's --size reached the mount
+        assert error == "ENOSPC" and int(written) <= int(size), line
+        # the host's shared memory grew by no more than the size (other processes add noise)
+        assert int(grown) <= int(size) + 2**24, line

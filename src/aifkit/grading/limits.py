@@ -34,7 +34,11 @@ def _limit(default: float, help: str, *, setting: str | None = None) -> Any:
 class Limits:
     """Resource limits for one submission's kernel and everything it starts."""
 
-    memory_mb: int = _limit(4096, "Address space per process, MiB (RLIMIT_AS).")
+    memory_mb: int = _limit(
+        4096,
+        "Address space per process, MiB (RLIMIT_AS). The sandbox's tmpfs folders (/tmp, "
+        "/dev/shm, the home folder, /run) are sized from it: a quarter of it, all together.",
+    )
     cpu_seconds: int = _limit(600, "CPU seconds per process (RLIMIT_CPU).")
     processes: int = _limit(
         128, "Processes and threads of the sandbox user, all together (RLIMIT_NPROC)."
@@ -80,6 +84,22 @@ class Limits:
             "--core=0",
             "--",
         ]
+
+    def tmpfs_bytes(self) -> dict[str, int]:
+        """The size of each in-memory folder of the sandbox: memory_mb / 4 in all.
+
+        tmpfs pages are the host's memory and no process limit counts them, so they are part
+        of the submission's budget: /tmp half of the quarter, /dev/shm (DataLoader workers) and
+        the home folder a quarter each, /run a fixed MiB.
+        """
+        quarter = self.memory_mb * 2**20 // 4
+        run = 2**20
+        return {
+            "/tmp": (quarter - run) // 2,
+            "/dev/shm": (quarter - run) // 4,
+            "/home": (quarter - run) // 4,
+            "/run": run,
+        }
 
 
 @dataclass(frozen=True)

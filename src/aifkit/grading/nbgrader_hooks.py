@@ -16,6 +16,7 @@ from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Float, Integer, TraitType, Unicode
 
@@ -24,6 +25,7 @@ from aifkit.grading.execute import run_notebook
 from aifkit.grading.inspection import inspect_notebook
 from aifkit.grading.limits import BY_NAME, SETTINGS, Limits, unread_settings
 from aifkit.grading.scoring import score_test
+from aifkit.grading.submission_files import copy_declared, declared_files
 
 KEY = "aifkit"
 
@@ -87,11 +89,11 @@ class SandboxedExecute(NbGraderPreprocessor):
         scratch = Path(tempfile.mkdtemp(prefix="aifkit-scratch-"))
         try:
             folder = Path(resources.get("metadata", {}).get("path") or ".")
-            for path in folder.iterdir():
-                if path.is_file() and path.suffix != ".ipynb" and not path.is_symlink():
-                    shutil.copyfile(path, scratch / path.name)
-                elif path.is_dir() and not path.is_symlink() and not path.name.startswith("."):
-                    shutil.copytree(path, scratch / path.name, symlinks=False)
+            coursedir = CourseDirectory(config=self.config)  # only the assignment's own files
+            release = coursedir.format_path(
+                coursedir.release_directory, ".", resources["nbgrader"]["assignment"]
+            )
+            copy_declared(folder, declared_files(Path(release)), scratch)
             execution = run_notebook(
                 nb, sandbox=box, limits=limits, workdir=scratch, tests=test_cells
             )

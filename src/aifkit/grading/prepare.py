@@ -1,6 +1,7 @@
 """Turn one submitted folder into a grading job: sanitized notebooks, support files, points.
 
-Runs in the grader process, which alone reads the gradebook: cells the learner must not change
+Runs for the grader process, which alone reads the gradebook, in a confined child
+(``confined.run_confined`` with the intake limits of ``intake.py``): cells the learner must not change
 get their nbgrader flags and points back from the gradebook, locked and test cells their source
 (hidden tests included), missing graded cells are re-added, duplicate ids dropped, kernelspec
 reset (nbgrader's own sanitizers). The job it writes needs no gradebook to be graded, so workers
@@ -17,8 +18,10 @@ from typing import Any
 import nbformat
 from pydantic import Field
 
+from aifkit.grading.confined import ConfinedError, run_confined
 from aifkit.grading.course import Course, GradingError
-from aifkit.grading.intake import read_submission
+from aifkit.grading.intake import INTAKE_MEMORY_MB, INTAKE_SECONDS, read_submission
+from aifkit.grading.submission_files import copy_declared, declared_files
 from aifkit.models import MutableModel, load_json
 
 JOB_FILE = "job.json"
@@ -85,17 +88,54 @@ def assignment_specs(course: Course, assignment: str) -> dict[str, NotebookSpec]
 def prepare(
     course: Course, assignment: str, student: str, specs: dict[str, NotebookSpec], workroot: Path
 ) -> GradingJob:
-    """Read, repair and sanitize one student's submission into ``workroot/<student>``."""
+    """Read, repair and sanitize one student's submission into ``workroot/<student>``.
+
+    The work runs in a confined child; past a limit, every notebook of the submission gets a
+    problem saying which, and the batch goes on.
+    """
     folder = workroot / student
     shutil.rmtree(folder, ignore_errors=True)
+    try:
+        run_confined(
+            _prepare_here,
+            course,
+            assignment,
+            student,
+            specs,
+            workroot,
+            seconds=INTAKE_SECONDS,
+            memory_mb=INTAKE_MEMORY_MB,
+            what=f"reading and sanitising {student}'s submission",
+            preload=("nbgrader.preprocessors", "nbgrader.api", "aifkit.grading.worker"),
+        )
+    except ConfinedError as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        job = GradingJob(assignment=assignment, student=student, folder=str(folder), specs=specs)
+        job.problems = {name: str(error) for name in specs}
+        job.files.mkdir(parents=True)
+        job.save()
+        return job
+    return GradingJob.load(folder / JOB_FILE)
+
+
+def _prepare_here(
+    course: Course, assignment: str, student: str, specs: dict[str, NotebookSpec], workroot: Path
+) -> None:
+    """``prepare``'s work, in the confined child: the job is saved in its folder."""
+    folder = workroot / student
     job = GradingJob(assignment=assignment, student=student, folder=str(folder), specs=specs)
     submitted = course.folder("submitted", student, assignment)
     intake = read_submission(submitted, sorted(specs))
     job.problems, job.repairs = dict(intake.problems), list(intake.repairs)
-    _copy_files(submitted, job.files)
-    _copy_files(course.folder("source", ".", assignment), job.files)  # instructor's files win
-    job.trusted = release_digests(course.folder("release", ".", assignment))
     release = course.folder("release", ".", assignment)
+    job.files.mkdir(parents=True, exist_ok=True)
+    if not intake.refused:  # only the assignment's own files, from a folder checked whole
+        left_out = copy_declared(submitted, declared_files(release), job.files)
+        if left_out:
+            shown = ", ".join(left_out[:8]) + (", ..." if len(left_out) > 8 else "")
+            job.repairs.append(f"files the assignment does not declare were left out: {shown}")
+    _copy_files(course.folder("source", ".", assignment), job.files)  # instructor's files win
+    job.trusted = release_digests(release)
     for name, nb in intake.notebooks.items():
         try:
             job.notebooks[name] = sanitize(course, assignment, student, name, nb)
@@ -111,7 +151,6 @@ def prepare(
                     f"(nbgrader could not repair it: {error!r})"
                 )
     job.save()
-    return job
 
 
 def digest(source: str) -> str:

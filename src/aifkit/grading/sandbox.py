@@ -129,9 +129,13 @@ class Bubblewrap:
             command += ["--unshare-cgroup-try"]
         command += ["--die-with-parent", "--new-session"]
         command += ["--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
-        command += ["--perms", "1777", "--tmpfs", "/dev/shm"]  # DataLoader workers share memory
-        command += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/home"]
-        command += ["--perms", "1777", "--dir", INSIDE_HOME, "--tmpfs", "/run"]
+        # Every tmpfs is sized (host memory otherwise): memory_mb / 4 in all, see Limits.
+        sizes = {path: str(size) for path, size in limits.tmpfs_bytes().items()}
+        command += ["--perms", "1777", "--size", sizes["/dev/shm"], "--tmpfs", "/dev/shm"]
+        command += ["--perms", "1777", "--size", sizes["/tmp"], "--tmpfs", "/tmp"]
+        command += ["--perms", "0755", "--size", sizes["/home"], "--tmpfs", "/home"]
+        command += ["--perms", "1777", "--dir", INSIDE_HOME]
+        command += ["--size", sizes["/run"], "--tmpfs", "/run"]
         command += _system_binds()
         for path in python_paths():
             command += [*_parents(path), "--ro-bind", str(path), str(path)]
@@ -179,6 +183,11 @@ class Apptainer:
 
     ``--containall`` gives private /tmp, /home, PID and IPC namespaces and no host files beyond
     the binds; ``--net --network none`` removes the network; limits come from ``prlimit``.
+    Apptainer has no per-run tmpfs size option: /tmp and the home folder of ``--containall``
+    live in its session directory, a tmpfs sized by the site's ``sessiondir max size`` in
+    ``apptainer.conf`` (64 MiB by default); sites keep it at or below memory_mb / 4
+    (``Limits.tmpfs_bytes``). Whether /dev/shm is private and sized is also the site's
+    configuration (``mount dev``), not a command-line option: not verified here (no Apptainer).
     """
 
     image: str = "aifkit-grader.sif"

@@ -1,0 +1,70 @@
+"""Intake that trusts nothing for stock ``nbgrader autograde``: refuse before nbgrader copies.
+
+nbgrader's converter copies a submission's files (``shutil.copy``, which follows symbolic
+links) in ``init_assignment`` and reads its notebooks right after. The only hook that runs
+earlier, ``BaseConverter.pre_convert_hook``, has its exceptions swallowed and cannot stop the
+copy, and no hook receives the converter. What nbgrader does check before copying is
+``CourseDirectory.student_id_exclude`` (``init_destination``), so the course configuration
+checks every submission when it is loaded, with ``lstat`` and bounded reads only, and excludes
+the students whose submission is unsafe (links, special files, hard links) or past the intake
+limits, naming each file on stderr. The rest of the batch is graded as usual.
+
+Loaded once per process: a long-lived process (formgrader) sees submissions as they were when
+it started, and an explicit ``--CourseDirectory.student_id_exclude`` on the command line
+replaces the list built here.
+"""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from aifkit.grading.intake import notebook_problems
+from aifkit.grading.submission_files import unsafe_entries
+
+
+def unsafe_submissions(submitted: Path) -> dict[str, list[str]]:
+    """Student -> sentences, for every ``submitted/<student>/<assignment>/`` not to be read."""
+    refused: dict[str, list[str]] = {}
+    if not submitted.is_dir():
+        return refused
+    for student in sorted(submitted.iterdir()):
+        if stat.S_ISLNK(student.lstat().st_mode):
+            refused[student.name] = [f"{student.name}/ is a symbolic link"]
+            continue
+        if not student.is_dir():
+            continue
+        for assignment in sorted(student.iterdir()):
+            problems = unsafe_entries(assignment)
+            if not problems and assignment.is_dir():
+                problems = notebook_problems(assignment)
+            if problems:
+                refused.setdefault(student.name, []).extend(
+                    f"{assignment.name}: {problem}" for problem in problems
+                )
+    return refused
+
+
+def exclude_unsafe_submissions(c: Any) -> dict[str, list[str]]:
+    """Add every student with an unsafe submission to ``c``'s ``student_id_exclude``.
+
+    Returns what was refused (student -> sentences) and writes one line per file to stderr.
+    """
+    from nbgrader.coursedir import CourseDirectory
+
+    coursedir = CourseDirectory(config=c)
+    submitted = Path(coursedir.root) / coursedir.submitted_directory
+    refused = unsafe_submissions(submitted)
+    if not refused:
+        return refused
+    for student, problems in refused.items():
+        for problem in problems:
+            print(
+                f"[aifkit] submission of {student} refused, not graded: {problem}",
+                file=sys.stderr,
+            )
+    excluded = {s for s in str(coursedir.student_id_exclude).split(",") if s}
+    c.CourseDirectory.student_id_exclude = ",".join(sorted(excluded | set(refused)))
+    return refused
