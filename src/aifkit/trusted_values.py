@@ -58,6 +58,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
         str,
     )
     module_dict = vars(ModuleType)["__dict__"].__get__
+    proxy_values = type(type.__dict__).values  # a class's namespace is a mappingproxy
     flags_of = type.__dict__["__flags__"].__get__
     mro_of = type.__dict__["__mro__"].__get__
     dict_of = type.__dict__["__dict__"].__get__
@@ -141,7 +142,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
             return False
         return any_(
             type_(item) is function_type and not trusted_file(item.__code__.co_filename)
-            for item in dict_values(dict_of(target))
+            for item in proxy_values(dict_of(target))
         )
 
     def patched_library_method(value: Any) -> bool:
@@ -152,10 +153,11 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
         for cls in mro_of(owner):
             if flags_of(cls) & heap == 0:
                 continue
-            namespace = dict_of(cls)
-            if value.__func__ in dict_values(namespace) and any_(
+            items = proxy_values(dict_of(cls))
+            function = value.__func__
+            if any_(item is function for item in items) and any_(
                 type_(item) is function_type and trusted_file(item.__code__.co_filename)
-                for item in dict_values(namespace)
+                for item in items
             ):
                 return True
         return False
