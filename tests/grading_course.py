@@ -2,6 +2,8 @@
 
 Autograded points: test_square 2, test_mean 1, test_partial 2 (partial credit) = 5; the markdown
 answer "explain" is 1 manually graded point. Hidden tests sit in test_square and test_mean.
+``make_course(..., code_answer=True)`` adds "describe", a manually graded code answer (1 point)
+released as ``raise NotImplementedError()``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aifkit.grading.course import Course
 
 ASSIGNMENT = "adv"
 AUTOGRADED_POINTS = 5.0
+AUTOGRADED_TESTS = ("test_square", "test_mean", "test_partial")
 HIDDEN_LINE = "assert square(-2) == 4, 'negative numbers'"
 
 SQUARE = "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION"
@@ -55,7 +58,10 @@ def markdown_answer() -> nbformat.NotebookNode:
     return cell
 
 
-def source_notebook() -> nbformat.NotebookNode:
+DESCRIBE = "### BEGIN SOLUTION\nprint('squares grow fast')\n### END SOLUTION"
+
+
+def source_notebook(*, code_answer: bool = False) -> nbformat.NotebookNode:
     """The instructor's notebook: solutions in place, hidden tests in the test cells."""
     intro = nbformat.v4.new_markdown_cell("# Squares and means\nRead `data.txt` if you like.")
     intro.metadata["nbgrader"] = {
@@ -81,14 +87,16 @@ def source_notebook() -> nbformat.NotebookNode:
         ),
         markdown_answer(),
     ]
+    if code_answer:
+        nb.cells.append(code(DESCRIBE, solution=True, grade=True, grade_id="describe", points=1))
     return nb
 
 
-def make_course(root: Path, db_url: str | None = None) -> Course:
+def make_course(root: Path, db_url: str | None = None, *, code_answer: bool = False) -> Course:
     """Write the source, generate the release and the gradebook entries, return the course."""
     folder = root / "source" / ASSIGNMENT
     folder.mkdir(parents=True)
-    nbformat.write(source_notebook(), str(folder / f"{ASSIGNMENT}.ipynb"))
+    nbformat.write(source_notebook(code_answer=code_answer), str(folder / f"{ASSIGNMENT}.ipynb"))
     (folder / "data.txt").write_text("1 2 3\n", encoding="utf-8")
     config = Config()
     config.CourseDirectory.course_id = "advcourse"
@@ -152,3 +160,26 @@ def gradebook_scores(course: Course) -> dict[str, float]:
             s.student.id: float(sum(g.auto_score or 0 for n in s.notebooks for g in n.grades))
             for s in gb.find_assignment(ASSIGNMENT).submissions
         }
+
+
+def gradebook_view(course: Course) -> dict[str, tuple[float, bool]]:
+    """Per student, as the gradebook has it: autograded score, and whether a test awaits review.
+
+    Both grading paths write the gradebook, so this is how their verdicts are compared.
+    """
+    view: dict[str, tuple[float, bool]] = {}
+    with course.gradebook() as gb:
+        for submission in gb.find_assignment(ASSIGNMENT).submissions:
+            tests = [
+                g for n in submission.notebooks for g in n.grades if g.name in AUTOGRADED_TESTS
+            ]
+            score = float(sum(g.auto_score or 0 for g in tests))
+            view[submission.student.id] = (score, any(g.needs_manual_grade for g in tests))
+    return view
+
+
+def answer_grade(course: Course, student: str, grade_id: str) -> tuple[float | None, bool]:
+    """A manually graded answer's (auto_score, needs_manual_grade) in the gradebook."""
+    with course.gradebook() as gb:
+        grade = gb.find_grade(grade_id, ASSIGNMENT, ASSIGNMENT, student)
+        return grade.auto_score, bool(grade.needs_manual_grade)

@@ -33,6 +33,7 @@ def _write_gradebook(course: Course, job: GradingJob, outcome: GradingOutcome) -
 
     result = outcome.result
     scores = {(t.notebook, t.grade_id): t for t in result.tests}
+    answers = {(a.notebook, a.grade_id): a for a in result.answers}
     timestamp = course.coursedir.get_existing_timestamp(
         str(course.folder("submitted", job.student, job.assignment))
     )
@@ -47,10 +48,13 @@ def _write_gradebook(course: Course, job: GradingJob, outcome: GradingOutcome) -
                 grade.auto_score = test.score if test else 0.0
                 flagged = test is not None and test.status == "flagged"
                 grade.needs_manual_grade = flagged or grade.manual_score is not None
-            for grade_id in spec.manual:
+            for grade_id in spec.manual:  # None: a human grades it (see core.py)
                 grade = gb.find_grade(grade_id, name, job.assignment, job.student)
-                grade.auto_score = None if name in outcome.notebooks else 0.0
-                grade.needs_manual_grade = name in outcome.notebooks
+                answer = answers.get((name, grade_id))
+                grade.auto_score = answer.auto_score if answer else 0.0
+                grade.needs_manual_grade = (
+                    grade.auto_score is None or grade.manual_score is not None
+                )
             nb = outcome.notebooks.get(name)
             if nb is not None:
                 _comments(gb, nbformat.from_dict(nb), name, job, compute_checksum)

@@ -1,8 +1,10 @@
-"""The same sandbox and fail-closed scoring inside stock ``nbgrader autograde``.
+"""Stock ``nbgrader autograde`` through the grading core of ``aifkit grade autograde``.
 
 ``grading/nbgrader_config.py`` puts ``SandboxedExecute`` in place of nbgrader's ``Execute`` and
 ``FailClosedSaveAutoGrades`` in place of ``SaveAutoGrades``, so an instructor who runs plain
 ``nbgrader autograde`` gets sequential grading with the guarantees of ``aifkit grade autograde``.
+Both are adapters: the sandbox run, inspection, trust, scoring and the submission rule are
+``core.py``'s, with the gradebook for points and the release folder for trusted code.
 """
 
 from __future__ import annotations
@@ -12,34 +14,49 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import nbformat
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
-from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    NbGraderPreprocessor,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
 from traitlets import Float, Integer, TraitType, Unicode
 
+from aifkit.grading import core
 from aifkit.grading import sandbox as sandboxes
-from aifkit.grading.execute import run_notebook
-from aifkit.grading.inspection import inspect_notebook
 from aifkit.grading.limits import BY_NAME, SETTINGS, Limits, unread_settings
-from aifkit.grading.scoring import score_test
+from aifkit.grading.prepare import NotebookSpec
+from aifkit.grading.records import Suspicion
 from aifkit.grading.submission_files import copy_declared, declared_files
 
 KEY = "aifkit"
 
 
-def _tests(resources: ResourcesDict) -> dict[str, float]:
+def _spec(gb: Gradebook, notebook: str, assignment: str) -> NotebookSpec:
+    """Points of the notebook's graded cells, from the gradebook (as ``prepare`` reads them)."""
+    record = gb.find_notebook(notebook, assignment)
+    solutions = {c.name for c in record.solution_cells}
+    spec = NotebookSpec()
+    for cell in record.grade_cells:
+        is_test = cell.cell_type == "code" and cell.name not in solutions
+        (spec.tests if is_test else spec.manual)[cell.name] = float(cell.max_score)
+    return spec
+
+
+def _specs(resources: ResourcesDict) -> dict[str, NotebookSpec]:
+    """Every notebook of the assignment and its points."""
     info = resources["nbgrader"]
     with Gradebook(info["db_url"]) as gb:
-        notebook = gb.find_notebook(info["notebook"], info["assignment"])
-        solutions = {c.name for c in notebook.solution_cells}
-        return {
-            c.name: float(c.max_score)
-            for c in notebook.grade_cells
-            if c.cell_type == "code" and c.name not in solutions
-        }
+        names = [n.name for n in gb.find_assignment(info["assignment"]).notebooks]
+        return {name: _spec(gb, name, info["assignment"]) for name in names}
 
 
 def _limit_trait(name: str) -> TraitType[Any, Any]:
@@ -75,12 +92,12 @@ class SandboxedExecute(NbGraderPreprocessor):
     def preprocess(
         self, nb: NotebookNode, resources: ResourcesDict
     ) -> tuple[NotebookNode, ResourcesDict]:
-        tests = _tests(resources)
-        test_cells = {
-            i
-            for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade_id") in tests
-        }
+        info = resources["nbgrader"]
+        specs = _specs(resources)
+        spec = specs.get(info["notebook"], NotebookSpec())
+        coursedir = CourseDirectory(config=self.config)
+        release = coursedir.format_path(coursedir.release_directory, ".", info["assignment"])
+        trusted = set(core.release_digests(Path(release)))
         for message in unread_settings(self.config):
             self.log.warning(message)
         limits = self.limits()
@@ -94,21 +111,66 @@ class SandboxedExecute(NbGraderPreprocessor):
                 coursedir.release_directory, ".", resources["nbgrader"]["assignment"]
             )
             copy_declared(folder, declared_files(Path(release)), scratch)
-            execution = run_notebook(
-                nb, sandbox=box, limits=limits, workdir=scratch, tests=test_cells
-            )
+            execution = core.execute(nb, spec, sandbox=box, limits=limits, workdir=scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if execution.status != "completed":
-            self.log.error("%s: %s", resources["nbgrader"]["notebook"], execution.message)
-        resources[KEY] = {
-            "runs": execution.cells,
-            "tests": tests,
-            "findings": inspect_notebook(nb, resources["nbgrader"]["notebook"]),
-        }
-        for finding in resources[KEY]["findings"]:
-            self.log.warning("flagged: %s line %s: %s", finding.cell, finding.line, finding.reason)
+            self.log.error("%s: %s", info["notebook"], execution.message)
+        verdict = core.judge(info["notebook"], nb, spec, trusted, execution)
+        findings = verdict.findings + self._other_findings(resources, specs, coursedir, trusted)
+        message = core.withhold_flagged(verdict.tests, findings)
+        if message:
+            self.log.warning("%s/%s: %s", info["student"], info["assignment"], message)
+        for finding in findings:
+            self.log.warning(
+                "flagged: %s %s line %s: %s",
+                finding.notebook,
+                finding.cell,
+                finding.line,
+                finding.reason,
+            )
+        resources[KEY] = verdict
         return nb, resources
+
+    def _other_findings(
+        self,
+        resources: ResourcesDict,
+        specs: dict[str, NotebookSpec],
+        coursedir: CourseDirectory,
+        trusted: set[str],
+    ) -> list[Suspicion]:
+        """Findings in the submission's other notebooks, sanitized as nbgrader will sanitize them.
+
+        The submission rule needs them before this notebook's grades are saved: nbgrader grades
+        one notebook at a time.
+        """
+        info = resources["nbgrader"]
+        submitted = Path(
+            coursedir.format_path(
+                coursedir.submitted_directory, info["student"], info["assignment"]
+            )
+        )
+        findings: list[Suspicion] = []
+        for name, spec in sorted(specs.items()):
+            path = submitted / f"{name}.ipynb"
+            if name == info["notebook"] or path.is_symlink() or not path.is_file():
+                continue
+            other = {**resources, "nbgrader": {**info, "notebook": name}}
+            try:
+                nb = nbformat.read(str(path), as_version=4)
+                for step in (
+                    ClearOutput,
+                    DeduplicateIds,
+                    OverwriteKernelspec,
+                    OverwriteCells,
+                    CheckCellMetadata,
+                ):
+                    nb, other = step(config=self.config).preprocess(nb, other)
+            except Exception as error:  # nbgrader fails that notebook itself and says why
+                self.log.warning("%s.ipynb not inspected: %r", name, error)
+                continue
+            findings += core.learner_findings(nb, name, spec, trusted)
+        return findings
 
 
 class FailClosedSaveAutoGrades(SaveAutoGrades):
@@ -117,34 +179,27 @@ class FailClosedSaveAutoGrades(SaveAutoGrades):
     def preprocess(
         self, nb: NotebookNode, resources: ResourcesDict
     ) -> tuple[NotebookNode, ResourcesDict]:
-        self._aifkit: dict[str, Any] = resources.get(KEY, {})
+        verdict = resources.get(KEY)
+        if not isinstance(verdict, core.NotebookVerdict):  # SandboxedExecute did not run: no score
+            verdict = core.not_graded(
+                resources["nbgrader"]["notebook"], NotebookSpec(), "not run in the sandbox"
+            )
+        self._tests = {t.grade_id: t for t in verdict.tests}
+        self._answers = {a.grade_id: a for a in verdict.answers}
         return super().preprocess(nb, resources)
-
-    def preprocess_cell(
-        self, cell: NotebookNode, resources: ResourcesDict, cell_index: int
-    ) -> tuple[NotebookNode, ResourcesDict]:
-        self._index = cell_index
-        return super().preprocess_cell(cell, resources, cell_index)
 
     def _add_score(self, cell: NotebookNode, resources: ResourcesDict) -> None:
         grade_id = cell.metadata["nbgrader"]["grade_id"]
         grade = self.gradebook.find_grade(
             grade_id, self.notebook_id, self.assignment_id, self.student_id
         )
-        tests: dict[str, float] = self._aifkit.get("tests", {})
-        if grade_id not in tests:  # a manually graded answer
-            grade.auto_score, _ = utils.determine_grade(cell, self.log)
-            grade.needs_manual_grade = True
-        else:
-            runs = self._aifkit.get("runs", {})
-            test = score_test(
-                cell,
-                runs.get(self._index),
-                notebook=self.notebook_id,
-                grade_id=grade_id,
-                max_score=tests[grade_id],
-            )
-            flagged = bool(self._aifkit.get("findings"))
-            grade.auto_score = 0.0 if flagged else test.score
+        test = self._tests.get(grade_id)
+        if test is not None:
+            grade.auto_score = test.score
+            flagged = test.status == "flagged"
             grade.needs_manual_grade = flagged or grade.manual_score is not None
+        else:  # a manually graded answer; an unknown cell scores nothing
+            answer = self._answers.get(grade_id)
+            grade.auto_score = answer.auto_score if answer is not None else 0.0
+            grade.needs_manual_grade = grade.auto_score is None or grade.manual_score is not None
         self.gradebook.db.commit()

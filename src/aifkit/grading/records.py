@@ -36,6 +36,16 @@ class TestResult(MutableModel):
     detail: str = ""
 
 
+class AnswerResult(MutableModel):
+    """A manually graded answer cell: zero when unanswered or when its code raised, else a human's."""
+
+    notebook: str
+    grade_id: str
+    max_score: float
+    auto_score: float | None = None  # None: left to a human grader
+    detail: str = ""
+
+
 class Suspicion(MutableModel):
     """A suspicious construct in a learner's code, for a human to review."""
 
@@ -58,6 +68,7 @@ class SubmissionResult(MutableModel):
     seconds: float = 0.0
     tests: list[TestResult] = Field(default_factory=list)
     findings: list[Suspicion] = Field(default_factory=list)
+    answers: list[AnswerResult] = Field(default_factory=list)
     repairs: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
