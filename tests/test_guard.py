@@ -7,6 +7,7 @@ classes made with ``type()``. Honest cells around them must still run.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -69,15 +70,22 @@ ATTACKS: dict[str, tuple[str, str]] = {
 }
 
 
-def _run(sources: list[str], tmp: Path, files: dict[str, str] | None = None) -> SandboxRun:
+def _run(
+    sources: list[str],
+    tmp: Path,
+    files: dict[str, str] | None = None,
+    tests: set[int] | None = None,
+) -> SandboxRun:
+    """Run ``sources`` as a notebook in the sandbox; cell 1 is a graded test unless ``tests``."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
     workdir = tmp / "work"
-    workdir.mkdir(exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     for name, text in (files or {}).items():
         (workdir / name).write_text(text, encoding="utf-8")
+    graded = tests if tests is not None else ({1} if len(sources) > 1 else set())
     return run_notebook(
-        nb, sandbox=sandbox.Bubblewrap(slot=9), limits=LIMITS, workdir=workdir, tests=set()
+        nb, sandbox=sandbox.Bubblewrap(slot=9), limits=LIMITS, workdir=workdir, tests=graded
     )
 
 
@@ -100,7 +108,9 @@ def test_every_attack_is_refused_and_logged_while_honest_cells_run(tmp_path: Pat
     )
     honest_after = "import math\nprint('still', math.sqrt(16), re.sub('a', 'b', 'aa'))"
     names = list(ATTACKS)
-    run = _run([honest_before, *(ATTACKS[n][0] for n in names), honest_after], tmp_path)
+    run = _run(
+        [honest_before, *(ATTACKS[n][0] for n in names), honest_after], tmp_path, tests=set()
+    )
     assert run.status == "completed", run.message
     assert "honest 3" in _text(run, 0), _text(run, 0)
     assert "still 4.0 bb" in _text(run, len(names) + 1), run.kernel_log
@@ -130,6 +140,7 @@ def test_support_files_import_only_when_unchanged_and_not_shadowing(tmp_path: Pa
         ],
         tmp_path,
         files,
+        tests=set(),
     )
     assert "twice 8" in _text(run, 0), run.kernel_log
     assert DENIED in _text(run, 1), _text(run, 1)
@@ -140,3 +151,110 @@ def test_support_files_import_only_when_unchanged_and_not_shadowing(tmp_path: Pa
 def test_blocked_lines_are_read_from_the_log() -> None:
     log = f"noise\n{guard.MARK} ctypes: ctypes is not allowed while grading\nmore\n"
     assert guard.blocked_lines(log) == ["ctypes: ctypes is not allowed while grading"]
+
+
+#: name -> (answer cell, test cell): each must leave the test unproven (no points).
+FORGERIES: dict[str, tuple[str, str]] = {
+    "always-true object made with type()": (
+        "Yes = type('Yes', (), {'__eq__': lambda s, o: True, '__hash__': lambda s: 0})\n"
+        "def square(x):\n    return Yes()",
+        "assert square(3) == 9",
+    ),
+    "float subclass whose __eq__ is a builtin": (
+        "import operator\nY = type('Y', (float,), {'__eq__': operator.is_not, '__hash__': None})\n"
+        "def square(x):\n    return Y(0)",
+        "assert square(3) == 9",
+    ),
+    "array function override": (
+        "class A:\n    def __array_function__(self, *a, **k):\n        return True\n"
+        "def square(x):\n    return A()",
+        "import numpy as np\nassert np.allclose(square(3), 9)",
+    ),
+    "object array of liars": (
+        "import numpy as np\nYes = type('Yes', (), {'__eq__': lambda s, o: True, '__hash__': None})\n"
+        "def square(x):\n    return np.array([Yes()], dtype=object)",
+        "assert (square(3) == 9).all()",
+    ),
+    "library function replaced through a computed name": (
+        "import numpy as np\nsetattr(np, 'all' + 'close', lambda *a, **k: True)\n"
+        "def square(x):\n    return 0",
+        "import numpy as np\nassert np.allclose(square(3), 9)",
+    ),
+    "fake module in sys.modules": (
+        "import sys, types\nfake = types.ModuleType('math')\nfake.isclose = lambda *a, **k: True\n"
+        "sys.modules['math'] = fake\ndef square(x):\n    return 0",
+        "import math\nassert math.isclose(square(3), 9)",
+    ),
+    "library method replaced": (
+        "import numpy as np\nclass Box(list):\n    pass\n"
+        "def fake(self, other):\n    return True\nBox.__eq__ = fake\ndef square(x):\n    return Box([0])",
+        "assert square(3) == [9]",
+    ),
+    "ast transformer drops the asserts": (
+        "import ast\nclass Drop(ast.NodeTransformer):\n"
+        "    def visit_Assert(self, node):\n        return None\n"
+        "get_ipython().ast_transformers.append(Drop())\ndef square(x):\n    return 0",
+        "assert square(3) == 9",
+    ),
+    "input transformer edits the test": (
+        "get_ipython().input_transformers_post.append(lambda lines: [l.replace('9', '0') for l in lines])\n"
+        "def square(x):\n    return 0",
+        "assert square(3) == 9",
+    ),
+    "fake sentinel with the id from history": (
+        "def square(x):\n    text = get_ipython().user_ns['In'][-1]\n"
+        "    tid = text.split()[2]\n    (lambda: 'aifkit-end ' + tid).__code__\n    return 0",
+        "assert square(3) == 9",
+    ),
+    "test's code replayed after a fix": (
+        "import sys\ncaught = []\ndef square(x):\n    caught.append(sys._getframe(1).f_code)\n    return 0",
+        "assert square(3) == 9",
+    ),
+    "partial score as a lying number": (
+        "Two = type('Two', (float,), {})\ndef square(x):\n    return Two(2)",
+        "square(3)",
+    ),
+}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's own uid needs root")
+def test_forged_passes_get_no_proof(tmp_path: Path) -> None:
+    """Does each attack on the test itself leave the test without a proof (no points)?"""
+    names = list(FORGERIES)
+    replay = "square = lambda x: x * x\nfor code in caught:\n    exec(code)"
+    for name in names:
+        answer, test = FORGERIES[name]
+        cells = [answer, test] + ([replay] if "replayed" in name else [])
+        run = _run(cells, tmp_path / name.replace(" ", "-"))
+        cell = run.cells[1]
+        if name.startswith("partial score"):  # it ran, but its value is no number: zero
+            assert cell.proven and cell.value is not None and math.isnan(cell.value), cell
+            continue
+        assert not cell.proven, f"{name}: proven\n{_text(run, 1)}\n{run.kernel_log[-1500:]}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's own uid needs root")
+def test_honest_tests_are_proven_with_their_value(tmp_path: Path) -> None:
+    """Comparisons, library calls, generators, tensors and a partial score still work."""
+    answer = (
+        "import numpy as np\nfrom dataclasses import dataclass\n"
+        "def square(x):\n    return x * x\n"
+        "def scaled(v):\n    return np.asarray(v) * 2.0\n"
+        "@dataclass\nclass Point:\n    x: int\n    y: int\n"
+    )
+    tests = [
+        "assert square(3) == 9, 'square(3) should be 9'\n"
+        "assert all(square(x) == x * x for x in range(4))",
+        "import numpy as np\nnp.testing.assert_allclose(scaled([1, 2]), [2.0, 4.0])\n"
+        "assert np.allclose(scaled(np.arange(3)), [0, 2, 4]) and 1 < square(2) <= 4",
+        "p = Point(1, 2)\nassert isinstance(p, Point) and (p.x, p.y) == (1, 2)",
+        "points = 0\npoints += 1 if square(2) == 4 else 0\npoints += 0.5\npoints",
+    ]
+    run = _run([answer, *tests], tmp_path, tests={1, 2, 3, 4})
+    for index in (1, 2, 3):
+        assert run.cells[index].proven, (
+            f"test {index}: {_text(run, index)}\n{run.kernel_log[-2000:]}"
+        )
+        assert run.cells[index].value is None
+    assert run.cells[4].proven and run.cells[4].value == 1.5, _text(run, 4)
+    assert not run.blocked, run.blocked
