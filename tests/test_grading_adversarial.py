@@ -630,8 +630,9 @@ def _submit_all(course: Course, values: dict[str, str]) -> None:
     submit(course, "blank", release)
 
 
-def _stock_autograde(course: Course) -> subprocess.CompletedProcess[str]:
-    """One stock ``nbgrader autograde`` over every student, with the course's configuration."""
+def _stock_autograde(course: Course, log: Path) -> subprocess.Popen[bytes]:
+    """One stock ``nbgrader autograde`` over every student, with the course's configuration,
+    started in the background (it runs beside the aifkit batch: the two share no file)."""
     root = course.root
     (root / "nbgrader_config.py").write_text(
         STOCK_CONFIG.format(root=str(root), limits=LIMITS), encoding="utf-8"
@@ -640,9 +641,8 @@ def _stock_autograde(course: Course) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     env.pop("AIFKIT_COURSE_ROOT", None)
     command = [str(bin_dir / "nbgrader"), "autograde", ASSIGNMENT, "--force"]
-    return subprocess.run(
-        command, cwd=root, env=env, capture_output=True, text=True, timeout=1800, check=False
-    )
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="module")
@@ -668,13 +668,19 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         if p.is_file()
     ]
     before = _digest(protected)
-    results = autograde(course, ASSIGNMENT, AutogradeOptions(jobs=2, limits=LIMITS))
-    stock_run = _stock_autograde(stock)
+    stock_log = stock_root / "stock-autograde.log"
+    stock_run = _stock_autograde(stock, stock_log)
+    try:
+        results = autograde(course, ASSIGNMENT, AutogradeOptions(jobs=2, limits=LIMITS))
+        stock_run.wait(timeout=1800)
+    finally:
+        if stock_run.poll() is None:
+            stock_run.kill()
     server.close()
     yield {
         "course": course,
         "stock": stock,
-        "stock_log": stock_run.stdout[-3000:] + stock_run.stderr[-6000:],
+        "stock_log": stock_log.read_text(encoding="utf-8", errors="replace")[-9000:],
         "results": {r.student: r for r in results},
         "protected_changed": _digest(protected) != before,
         "canary": canary.read_text(encoding="utf-8"),

@@ -29,13 +29,14 @@ DENIED = "aifkit grading guard"
 #: name -> (cell source, what the guard's log line says)
 ATTACKS: dict[str, tuple[str, str]] = {
     "module written at run time": (
-        "name = 'hel' + 'per'\n"
-        "open(name + '.p' + 'y', 'w').write('def square(x):\\n    return 9\\n')\n",
-        "writing the code file",
+        "import importlib, sys\nname = 'hel' + 'per'\nsys.path.insert(0, '/tmp')\n"
+        "open('/tmp/' + name + '.p' + 'y', 'w').write('def square(x):\\n    return 9\\n')\n"
+        "importlib.import_module(name)",
+        "importing code from /tmp/helper.py",
     ),
-    "module renamed into place": (
-        "import os\nopen('/tmp/m.txt', 'w').write('X = 1\\n')\nos.rename('/tmp/m.txt', '/tmp/m.py')",
-        "creating the code file /tmp/m.py",
+    "compiled module renamed into place": (
+        "import os\nopen('/tmp/m.txt', 'wb').write(b'x')\nos.rename('/tmp/m.txt', '/tmp/m.pyc')",
+        "creating the code file /tmp/m.pyc",
     ),
     "module loaded from a text file": (
         "open('/tmp/n.txt', 'w').write('import builtins\\nbuiltins.OWNED = 1\\n')\n"

@@ -12,7 +12,8 @@ a notebook cell or reach the machinery that runs tests:
   ``numpy.py``): importlib may only run code from the Python installation and aifkit, or from a
   file of the kernel's working folder that was there when the kernel started, is unchanged, and
   shadows no installed module;
-- creating code files (``.py``, ``.pyc``, ``.pth``, ``.so`` ...) or ``sitecustomize``;
+- creating files that run by being there (``.pth``, ``.pyc``, ``.so`` ...) or
+  ``sitecustomize``; a ``.py`` file may be written (a script for torchrun), not imported;
 - compiling text from learner code (``exec``/``eval``/``compile`` however reached): notebook
   cells are compiled by IPython, not by learner code;
 - ``ctypes``, tracing and profiling hooks, ``gc`` and all-thread frame introspection,
@@ -41,7 +42,9 @@ from aifkit import trusted_values, verifier
 
 GUARD_ENV = "AIFKIT_GUARD"
 MARK = "aifkit-guard: blocked"
-CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pth", ".so", ".pyd", ".dylib")
+#: Files that run by being there (a .pth line, a compiled module, an extension). A ``.py`` file may
+#: be written (a lesson writes a training script for torchrun); importing it is refused.
+CODE_SUFFIXES = (".pyc", ".pyo", ".pth", ".so", ".pyd", ".dylib")
 CODE_NAMES = ("sitecustomize", "usercustomize")
 FROZEN_PREFIX = "<frozen "
 IMPORTLIB_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
@@ -170,6 +173,7 @@ def _make_hook(
     proc_dev, mem_inodes = _proc_memory_files()
     mem_name: Any = "/mem"
     local = _thread._local()
+    getpid, kernel_pid = os.getpid, os.getpid()
     ask: verifier.Ask | None = None
     verifier_thread = -1
 
@@ -270,8 +274,8 @@ def _make_hook(
             refuse("test", wrong, sentence=True)
 
     def verify(kind: str, *payload: Any) -> None:
-        if ask is None:
-            return
+        if ask is None or getpid() != kernel_pid:
+            return  # a forked child (a rank of run_local): the verifier thread is not in it
         answer = ask(kind, payload)
         if answer.startswith("refuse: "):
             refuse("test", answer[len("refuse: ") :])

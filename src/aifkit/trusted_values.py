@@ -20,6 +20,7 @@ the learner's code: no ``__getattribute__``, ``__eq__`` or metaclass of theirs i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 from typing import Any
@@ -59,6 +60,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
     )
     module_dict = vars(ModuleType)["__dict__"].__get__
     proxy_values = type(type.__dict__).values  # a class's namespace is a mappingproxy
+    modules, callable_ = sys.modules, callable
     flags_of = type.__dict__["__flags__"].__get__
     mro_of = type.__dict__["__mro__"].__get__
     dict_of = type.__dict__["__dict__"].__get__
@@ -76,18 +78,46 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
     containers = (list, tuple, set, frozenset)
     identity = frozenset(id(getattr(builtins, name)) for name in IDENTITY_BUILTINS)
 
-    def installed_function(value: Any) -> bool:
-        if value is None:
+    def installed_code(function: Any) -> bool:
+        """A function whose code is installed, or generated for an installed module's class
+        (a dataclass's ``__eq__`` is compiled from text, named ``<string>``)."""
+        filename = function.__code__.co_filename
+        if trusted_file(filename):
             return True
+        if filename != "<string>":
+            return False
+        module = (
+            dict_get(modules, function.__module__) if type_(function.__module__) is str_ else None
+        )
+        if type_(module) is not module_type or module_dict(module) is not function.__globals__:
+            return False
+        path: Any = dict_get(module_dict(module), "__file__")
+        return type_(path) is str_ and trusted_file(path)
+
+    def installed_class(cls: type) -> bool:
+        """A class written in an installed module: one of its own methods is installed code."""
+        prefix = name_of(cls) + "."
+        for item in proxy_values(dict_of(cls)):
+            if type_(item) is function_type and installed_code(item):
+                qualname = item.__qualname__
+                if type_(qualname) is str_ and qualname.startswith(prefix):
+                    return True
+        return False
+
+    def installed_behaviour(value: Any, owner: type) -> bool:
         kind = type_(value)
+        if value is None or (not flags_of(kind) & heap and not callable_(value)):
+            return True  # __hash__ = None, __array_priority__ = 1000: data, not code
         if kind is function_type:
-            return trusted_file(value.__code__.co_filename)
+            return installed_code(value)
         if kind is classmethod_type or kind is staticmethod_type:
-            return installed_function(value.__func__)
+            return installed_behaviour(value.__func__, owner)
         if kind is property_type:
-            return all_(installed_function(f) for f in (value.fget, value.fset, value.fdel))
+            return all_(installed_behaviour(f, owner) for f in (value.fget, value.fset, value.fdel))
         if kind in slot_types:
             return not flags_of(value.__objclass__) & heap
+        if kind is builtin_type:  # torch.Tensor.__torch_dispatch__: C code, in PyTorch's class
+            return installed_class(owner)
         return False
 
     def learner_behaviour(kind: type) -> str:
@@ -97,7 +127,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
                 continue
             namespace = dict_of(cls)
             for name in behaviour:
-                if name in namespace and not installed_function(namespace[name]):
+                if name in namespace and not installed_behaviour(namespace[name], cls):
                     return f"{name_of(cls)}.{name}"
         return ""
 

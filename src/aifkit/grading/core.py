@@ -44,7 +44,6 @@ __all__ = [
     "withhold_flagged",
 ]
 
-TRUSTED_LABEL = "aifkit-trusted"  # grade_id given to released code while it is inspected
 
 
 @dataclass
@@ -81,30 +80,20 @@ def answer_cells(nb: nbformat.NotebookNode, spec: NotebookSpec) -> dict[int, str
 def learner_findings(
     nb: nbformat.NotebookNode, name: str, spec: NotebookSpec, trusted: Collection[str]
 ) -> list[Suspicion]:
-    """Findings in the learner's code: every code cell but test cells and code as released.
+    """Findings in the learner's code: code still exactly as released is blanked first.
 
-    Trusted cells are not read for findings, but the names they bind stay protected from
-    rebinding (``inspection.inspect_notebook``), whatever metadata the submission carries.
+    What the released cells import and define is the instructor's: a learner's answer may use
+    the ``signal`` module the lesson imported without being flagged for it.
     """
     marked: nbformat.NotebookNode = copy.deepcopy(nb)
-    tests = set(test_cells(nb, spec).values())
-    trusted_ids: set[str] = set()
-    for index, cell in enumerate(marked.cells):
+    for cell in marked.cells:
         if cell.get("cell_type") != "code":
             continue
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
         source = cell.get("source", "")
         text = "".join(source) if isinstance(source, list) else str(source)
-        if grade_id in tests or digest(text) in trusted:
-            label = str(grade_id) if grade_id in tests else f"{TRUSTED_LABEL}-{index}"
-            cell.setdefault("metadata", {})["nbgrader"] = {"grade_id": label, "locked": True}
-            trusted_ids.add(label)
-        elif isinstance(grade_id, str):
-            cell.metadata["nbgrader"] = {"grade_id": grade_id, "solution": True}
-        else:
-            cell.get("metadata", {}).pop("nbgrader", None)
-    return inspect_notebook(marked, name, trusted_ids=trusted_ids)
+        if digest(text) in trusted:
+            cell.source = ""
+    return inspect_notebook(marked, name)
 
 
 def execute(
