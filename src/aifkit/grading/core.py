@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class NotebookVerdict:
     """What one notebook earned: its tests, its manually graded answers, its findings."""
