@@ -54,6 +54,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/autograde.py
+	$(BIN)/python benchmarks/guard.py
 	$(BIN)/python benchmarks/hub_load.py
 
 clean:

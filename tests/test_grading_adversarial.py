@@ -325,7 +325,6 @@ CASES.update(
                 f"pathlib.Path(name + '.py').write_text('{MODULE_PATCH}')\n"
                 "importlib.import_module(name)"
             ),
-            needs="guard",
         ),
         "module_in_tmp_sys_path": Case(
             0,
@@ -334,16 +333,12 @@ CASES.update(
                 f"open('/tmp/m/' + 'zz' + '.py', 'w').write('{MODULE_PATCH}')\n"
                 "sys.path.insert(0, '/tmp/m')\n__import__('z' + 'z')"
             ),
-            needs="guard",
         ),
-        "support_numpy_py": Case(
-            0, _mean("import numpy as np"), files={"numpy.py": FAKE_NUMPY}, needs="intake"
-        ),
+        "support_numpy_py": Case(0, _mean("import numpy as np"), files={"numpy.py": FAKE_NUMPY}),
         "support_numpy_package": Case(
             0,
             _mean("import numpy as np"),
             files={"numpy/__init__.py": FAKE_NUMPY},
-            needs="intake",
         ),
         "runpy_file": Case(
             0,
@@ -352,7 +347,7 @@ CASES.update(
             ),
         ),
         "timeit_runs_text": Case(
-            0, _mean(f"import timeit\ntimeit.timeit('{MODULE_PATCH}', number=1)"), needs="guard"
+            0, _mean(f"import timeit\ntimeit.timeit('{MODULE_PATCH}', number=1)")
         ),
         "interactive_interpreter": Case(
             0, _mean(f"import code\ncode.InteractiveInterpreter().runsource('{MODULE_PATCH}')")
@@ -490,7 +485,6 @@ CASES.update(
                 "    print(f.f_globals.get('_ih', [''])[-1][::-1])\n    return x * x"
             },
             forbidden=(REVERSED,),
-            needs="guard",
         ),
         "history_base64": Case(
             2,
@@ -500,7 +494,6 @@ CASES.update(
                 "    print(base64.b64encode(src.encode()).decode())\n    return x * x"
             },
             forbidden=(BASE64,),
-            needs="guard",
         ),
         "frame_code_consts": Case(
             0,
@@ -510,13 +503,12 @@ CASES.update(
             },
         ),
         # structure
-        "symlink_notebook": Case(0, link="{root}/source/adv/adv.ipynb", needs="intake"),
+        "symlink_notebook": Case(0, link="{root}/source/adv/adv.ipynb"),
         "symlink_support_file": Case(
             0,
             {"square": "print(open('data.txt', 'rb').read()[:64])\ndef square(x):\n    return 0"},
             files={"data.txt": "@link:{root}/gradebook.db"},
             forbidden=("SQLite format",),
-            needs="intake",
         ),
         "huge_notebook": Case(AUTOGRADED_POINTS, base="honest", mutate=lambda nb: _pad(nb, 5_000)),
         "many_code_cells": Case(
@@ -560,7 +552,6 @@ CASES.update(
                 "        except OSError:\n            break\nprint(f'WROTE {wrote} MB')"
             },
             forbidden=("WROTE 2048 MB",),
-            needs="intake",
         ),
         # item 2: a manually graded code answer whose code raised scores 0 at once
         "code_answer_raises": Case(
@@ -587,7 +578,9 @@ c.CourseDirectory.course_id = "advcourse"
 c.CourseDirectory.db_url = "sqlite:///{root}/gradebook.db"
 c.Exchange.root = "{root}/exchange"
 from aifkit.grading.config import configure
+from aifkit.grading.stock_intake import exclude_unsafe_submissions
 configure(c)
+exclude_unsafe_submissions(c)
 c.SandboxedExecute.cell_timeout = {limits.cell_timeout_s}
 c.SandboxedExecute.notebook_timeout = {limits.notebook_timeout_s}
 c.SandboxedExecute.memory_mb = {limits.memory_mb}
@@ -728,11 +721,18 @@ def test_no_higher_than_deserved_and_nothing_outside_changed(
     if case.status is not None:
         assert result.status == case.status or result.status in ("flagged", "graded")
     ours = batch["ours"].get(student, (0.0, False))
-    theirs = batch["theirs"].get(student, (0.0, False))
-    assert theirs[0] <= case.deserved, f"stock nbgrader gave {student} {theirs[0]}"
-    assert ours == theirs, (
-        f"{student}: aifkit {ours} != stock nbgrader {theirs}\n{batch['stock_log']}"
-    )
+    if student not in batch["theirs"]:  # refused by the stock path's intake before any copy
+        assert ours[0] == 0.0, f"{student}: refused by stock intake, scored {ours} by aifkit"
+    elif not batch["stock"].folder("autograded", student, ASSIGNMENT).exists():
+        # nbgrader's own conversion failed before aifkit's hooks ran (e.g. its KeyError on a
+        # deleted cell): the submission is left to a human with nothing scored, fail-closed
+        assert batch["theirs"][student] == (0.0, True), batch["theirs"][student]
+    else:
+        theirs = batch["theirs"][student]
+        assert theirs[0] <= case.deserved, f"stock nbgrader gave {student} {theirs[0]}"
+        assert ours == theirs, (
+            f"{student}: aifkit {ours} != stock nbgrader {theirs}\n{batch['stock_log']}"
+        )
     assert not batch["protected_changed"], "source or release files changed"
     assert batch["canary"] == "untouched", "a file outside the sandbox was written"
     assert not batch["connections"], "learner code reached a server on 127.0.0.1"

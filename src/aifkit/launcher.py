@@ -26,6 +26,7 @@ from aifkit.errors import LauncherError
 ENV_THREADS = "AIFKIT_THREADS"
 ENV_RECORD = "AIFKIT_KERNEL_THREADS"
 SLURM_CPUS = "SLURM_CPUS_PER_TASK"
+PR_SET_DUMPABLE = 4  # prctl(2)
 
 #: Thread-pool sizes of OpenMP (torch reads it at import), MKL, OpenBLAS, numexpr, Accelerate.
 THREAD_VARS: tuple[str, ...] = (
@@ -192,6 +193,7 @@ def run_guarded(kernel_args: Sequence[str], env: Mapping[str, str]) -> int:
     """
     os.environ.clear()
     os.environ.update(env)
+    _not_dumpable()
     key, proofs_fd = _verifier_files(kernel_args)
     guard.install(key=key, proofs_fd=proofs_fd)
     del key
@@ -200,6 +202,17 @@ def run_guarded(kernel_args: Sequence[str], env: Mapping[str, str]) -> int:
     sys.argv = [sys.argv[0], *kernel_args]
     kernelapp.launch_new_instance()
     return 0
+
+
+def _not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: no process of the learner's uid may read this one's memory or ptrace
+    it (a subprocess the learner starts has no guard), only root. Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _verifier_files(kernel_args: Sequence[str]) -> tuple[bytes | None, int | None]:
