@@ -211,6 +211,50 @@ FORGERIES: dict[str, tuple[str, str]] = {
         "import sys\ncaught = []\ndef square(x):\n    caught.append(sys._getframe(1).f_code)\n    return 0",
         "assert square(3) == 9",
     ),
+    "expected value read from IPython's history": (
+        "import re\ndef square(x):\n    for text in reversed(get_ipython().user_ns['In']):\n"
+        "        m = re.search(r'square\\(%d\\) == (\\d+)' % x, text)\n"
+        "        if m:\n            return int(m.group(1))\n    return 0",
+        "assert square(3) == 9",
+    ),
+    "expected value read from linecache": (
+        "import linecache, re\ndef square(x):\n    for entry in list(linecache.cache.values()):\n"
+        "        m = re.search(r'square\\(%d\\) == (\\d+)' % x, ''.join(entry[2]))\n"
+        "        if m:\n            return int(m.group(1))\n    return 0",
+        "assert square(3) == 9",
+    ),
+    "expected value read from the test's constants": (
+        "import sys\ndef square(x):\n    consts = sys._getframe(1).f_code.co_consts\n"
+        "    return max(c for c in consts if type(c) is int)",
+        "assert square(3) == 9",
+    ),
+    "input transformer keeps the test's text": (
+        "seen = []\nget_ipython().input_transformers_post.append(lambda lines: seen.extend(lines) or lines)\n"
+        "def square(x):\n    return 9 if any('== 9' in line for line in seen) else 0",
+        "assert square(3) == 9",
+    ),
+    "event callback keeps the test's text": (
+        "seen = []\nget_ipython().events.register('pre_run_cell', lambda info: seen.append(info.raw_cell))\n"
+        "def square(x):\n    return 9 if any('== 9' in cell for cell in seen) else 0",
+        "assert square(3) == 9",
+    ),
+    "expected value read from the kernel's request": (
+        "import re\ndef square(x):\n    code = get_ipython().kernel.get_parent()['content']['code']\n"
+        "    m = re.search(r'square\\(%d\\) == (\\d+)' % x, code)\n    return int(m.group(1)) if m else 0",
+        "assert square(3) == 9",
+    ),
+    "expected value read from the cell's ExecutionInfo": (
+        "import re\ndef square(x):\n    code = get_ipython().displayhook.exec_result.info.raw_cell\n"
+        "    m = re.search(r'square\\(%d\\) == (\\d+)' % x, code)\n    return int(m.group(1)) if m else 0",
+        "assert square(3) == 9",
+    ),
+    "expected value read from the kernel's frames": (
+        "import inspect, re\ndef square(x):\n    frame = inspect.currentframe()\n"
+        "    while frame is not None:\n        for value in frame.f_locals.values():\n"
+        "            m = re.search(r'square\\(%d\\) == (\\d+)' % x, value) if isinstance(value, str) else None\n"
+        "            if m:\n                return int(m.group(1))\n        frame = frame.f_back\n    return 0",
+        "assert square(3) == 9",
+    ),
     "partial score as a lying number": (
         "Two = type('Two', (float,), {})\ndef square(x):\n    return Two(2)",
         "square(3)",

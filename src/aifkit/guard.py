@@ -31,6 +31,7 @@ runs in every grading kernel before ipykernel is imported.
 from __future__ import annotations
 
 import _thread
+import linecache
 import os
 import stat
 import sys
@@ -144,6 +145,7 @@ def _make_hook(
     iter: Any = iter,
     bool: Any = bool,
     getattr: Any = getattr,
+    list: Any = list,
     PermissionError: Any = PermissionError,
     OSError: Any = OSError,
 ) -> Callable[[str, tuple[Any, ...]], None]:
@@ -174,6 +176,11 @@ def _make_hook(
     mem_name: Any = "/mem"
     local = _thread._local()
     getpid, kernel_pid = os.getpid, os.getpid()
+    test_files: set[str] = set()  # the cell files IPython compiled test texts under
+    code_attributes = frozenset({"f_code", "__code__", "gi_code", "cr_code", "ag_code"})
+    frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
+    dict_type, dict_get, dict_pop = dict, dict.get, dict.pop
+    module_dict = vars(type(sys))["__dict__"].__get__
     ask: verifier.Ask | None = None
     verifier_thread = -1
 
@@ -185,7 +192,8 @@ def _make_hook(
     def learner_frames(frame: FrameType | None) -> Iterable[FrameType]:
         depth = 0
         while frame is not None and depth < max_stack:
-            if not trusted_file(frame.f_code.co_filename):
+            filename = frame.f_code.co_filename
+            if not trusted_file(filename) and filename not in test_files:
                 yield frame
             frame = frame.f_back
             depth += 1
@@ -273,6 +281,78 @@ def _make_hook(
         if wrong:
             refuse("test", wrong, sentence=True)
 
+    def test_code(obj: Any, attribute: str) -> bool:
+        """Whether ``obj.<attribute>`` is code of a test (a frame, function or generator)."""
+        code = getattr(obj, attribute, None)
+        return type(code) is code_type and code.co_filename in test_files
+
+    def forget_source(filename: str) -> None:
+        """IPython keeps each cell's text in linecache for tracebacks: not a test's."""
+        for name in ("cache", "_ipython_cache"):
+            cache: Any = dict_get(module_dict(linecache), name)
+            if type(cache) is dict_type:
+                dict_pop(cache, filename, None)
+
+    def find_shell(origin: FrameType | None) -> Any:
+        """The IPython shell running the cell (``self`` of its ``run_cell_async``), or None."""
+        frame, depth = origin, 0
+        while frame is not None and depth < max_stack:
+            if frame.f_code.co_name == "run_cell_async" and trusted_file(frame.f_code.co_filename):
+                return dict_get(frame.f_locals, "self")
+            frame, depth = frame.f_back, depth + 1
+        return None
+
+    def shell_hooks(shell: Any) -> str:
+        """Learner code the IPython shell would run on a test cell's text or code, if any:
+        input and AST transformers, event callbacks, or an input log."""
+        if shell is None:
+            return ""
+        manager = getattr(shell, "input_transformer_manager", None)
+        groups = {
+            "input transformers": [
+                *(getattr(shell, "input_transformers_post", None) or []),
+                *(getattr(manager, "cleanup_transforms", None) or []),
+                *(getattr(manager, "line_transforms", None) or []),
+                *(getattr(manager, "token_transformers", None) or []),
+            ],
+            "AST transformers": list(getattr(shell, "ast_transformers", None) or []),
+        }
+        events = getattr(getattr(shell, "events", None), "callbacks", None)
+        if type(events) is dict_type:
+            groups["event callbacks"] = [f for fs in events.values() for f in fs]
+        found = [name for name, items in groups.items() if any(learner_code(f) for f in items)]
+        logger = getattr(shell, "logger", None)
+        if getattr(logger, "log_active", False) is True:
+            found.append("an input log")
+        return ", ".join(found)
+
+    def scrub_request(shell: Any) -> None:
+        """Blank the test's text where the kernel keeps the request: its parent message (shared
+        by the shell, the display hooks and the streams) and the cell's ExecutionInfo."""
+        kernel = getattr(shell, "kernel", None)
+        get_parent = getattr(kernel, "get_parent", None)
+        parent: Any = get_parent() if get_parent is not None else None
+        content: Any = dict_get(parent, "content") if type(parent) is dict_type else None
+        if type(content) is dict_type and "code" in content:
+            content["code"] = ""
+        result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+        info = getattr(result, "info", None)
+        if info is not None and type(getattr(info, "raw_cell", None)) is str_type:
+            info.raw_cell = ""
+
+    def during_test_by_learner(origin: FrameType | None) -> bool:
+        """Learner code runs inside a test (a test's frame beneath it)."""
+        learner = test = False
+        frame, depth = origin, 0
+        while frame is not None and depth < max_stack:
+            filename = frame.f_code.co_filename
+            if filename in test_files:
+                test = True
+            elif not trusted_file(filename):
+                learner = True
+            frame, depth = frame.f_back, depth + 1
+        return learner and test
+
     def verify(kind: str, *payload: Any) -> None:
         if ask is None or getpid() != kernel_pid:
             return  # a forked child (a rank of run_local): the verifier thread is not in it
@@ -287,9 +367,29 @@ def _make_hook(
                 verify("end", args[0])
             elif kind:
                 check_values(kind, args[0])
+            elif (
+                len(args) >= 2
+                and args[1] in code_attributes
+                and test_code(args[0], args[1])
+                and learner_on_stack(origin)
+            ):
+                refuse(event, "reading a test's code (its constants are the expected values)")
+            elif len(args) >= 2 and args[1] in frame_attributes and during_test_by_learner(origin):
+                refuse(event, "reaching stack frames from learner code during a test")
             return
+        if event == "sys._getframe" and during_test_by_learner(origin):
+            refuse(event, "reaching stack frames from learner code during a test")
         if event == "compile" and args and test_text(args[0]):
-            verify("text", args[0], args[1] if len(args) > 1 else None)
+            shell = find_shell(origin)
+            hooks = shell_hooks(shell)
+            if hooks:
+                refuse("test", f"the shell runs learner code on test cells ({hooks})")
+            scrub_request(shell)
+            filename: Any = args[1] if len(args) > 1 else None
+            verify("text", args[0], filename)
+            if type(filename) is str_type:
+                test_files.add(filename)
+                forget_source(filename)
             return
         if (
             event == "exec"
@@ -348,7 +448,7 @@ def _make_hook(
         finally:
             local.busy = False
 
-    compare_values, call_values = trusted_values.checker(trusted_file)
+    compare_values, call_values, learner_code = trusted_values.checker(trusted_file)
     if proofs is not None:
         ask, verifier_thread = verifier.start(proofs[0], proofs[1], trusted_file, hook.__code__)
     return hook

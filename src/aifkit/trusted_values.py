@@ -45,9 +45,10 @@ IDENTITY_BUILTINS = ("isinstance", "issubclass", "hasattr", "type", "id", "calla
 Check = Callable[[Any], str]
 
 
-def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
-    """``(compare, call)``: each takes the values a rewritten test hands over and returns "" when
-    they may be used, else what is wrong, in words for the learner."""
+def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check, Callable[[Any], bool]]:
+    """``(compare, call, learner_code)``: the first two take the values a rewritten test hands
+    over and return "" when they may be used, else what is wrong, in words for the learner;
+    ``learner_code(callable)`` says whether calling it runs code the learner wrote."""
     import builtins
 
     type_, len_, isinstance_, tuple_, all_, any_, id_ = type, len, isinstance, tuple, all, any, id
@@ -231,7 +232,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check]:
                 return f"{wrong} cannot be passed to a library function in a test"
         return ""
 
-    return compare, call
+    return compare, call, learner_callable
 
 
 __all__ = ["BEHAVIOUR", "checker"]

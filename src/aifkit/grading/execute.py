@@ -220,10 +220,19 @@ class _CellReader:
 
 
 def _run_cell(
-    km: KernelManager, client: Any, code: str, deadline: float, budget: list[int]
+    km: KernelManager,
+    client: Any,
+    code: str,
+    deadline: float,
+    budget: list[int],
+    *,
+    history: bool = True,
 ) -> tuple[CellStatus, list[nbformat.NotebookNode], int | None, str]:
-    """Execute one cell; returns status, outputs, execution count and a detail."""
-    msg_id = client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+    """Execute one cell; returns status, outputs, execution count and a detail.
+
+    A test runs with ``history=False``: its text does not enter IPython's ``In`` and history.
+    """
+    msg_id = client.execute(code, store_history=history, allow_stdin=False, stop_on_error=False)
     reader = _CellReader(budget)
     reply: dict[str, Any] | None = None
     idle = False
@@ -290,7 +299,9 @@ def run_notebook(
                 )
                 cell_start = time.monotonic()
                 deadline = min(cell_start + limits.cell_timeout_s, nb_deadline)
-                status, outputs, count, detail = _run_cell(km, client, code, deadline, budget)
+                status, outputs, count, detail = _run_cell(
+                    km, client, code, deadline, budget, history=test_id is None
+                )
                 proofs = proof.read(kernel.proofs, kernel.key) if test_id else {}
                 cell.outputs, cell.execution_count = outputs, count
                 execution.cells[index] = CellRun(
