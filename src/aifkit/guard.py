@@ -179,6 +179,7 @@ def _make_hook(
     test_files: set[str] = set()  # the cell files IPython compiled test texts under
     code_attributes = frozenset({"f_code", "__code__", "gi_code", "cr_code", "ag_code"})
     frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
+    frame_helpers = ("/inspect.py", "/traceback.py", "/logging/__init__.py", "/pdb.py", "/bdb.py")
     dict_type, dict_get, dict_pop = dict, dict.get, dict.pop
     module_dict = vars(type(sys))["__dict__"].__get__
     ask: verifier.Ask | None = None
@@ -341,17 +342,22 @@ def _make_hook(
             info.raw_cell = ""
 
     def during_test_by_learner(origin: FrameType | None) -> bool:
-        """Learner code runs inside a test (a test's frame beneath it)."""
-        learner = test = False
-        frame, depth = origin, 0
+        """Learner code asks for a frame inside a test (a test's frame beneath it). Who asks is
+        the first frame past the stdlib's frame helpers (inspect, traceback, logging, pdb):
+        PyTorch reading its caller's frame while a learner's function runs is not asking."""
+        frame, depth, asker = origin, 0, ""
         while frame is not None and depth < max_stack:
             filename = frame.f_code.co_filename
+            if not asker and not (trusted_file(filename) and filename.endswith(frame_helpers)):
+                asker = (
+                    "test"
+                    if filename in test_files
+                    else ("installed" if trusted_file(filename) else "learner")
+                )
             if filename in test_files:
-                test = True
-            elif not trusted_file(filename):
-                learner = True
+                return asker == "learner"
             frame, depth = frame.f_back, depth + 1
-        return learner and test
+        return False
 
     def verify(kind: str, *payload: Any) -> None:
         if ask is None or getpid() != kernel_pid:

@@ -39,6 +39,16 @@ BEHAVIOUR = frozenset(
         "__instancecheck__", "__subclasscheck__", "__hash__",
     }
 )  # fmt: skip
+#: What a value handed to a library function may not do with learner code: what would let it
+#: answer for the library (comparison, truth, NumPy's and PyTorch's dispatch, a false class).
+#: Iterating, measuring or converting it only yields the learner's own values, as a list would.
+ARGUMENT_BEHAVIOUR = frozenset(
+    {
+        "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__",
+        "__array_ufunc__", "__array_function__", "__torch_function__", "__torch_dispatch__",
+        "__class__", "__instancecheck__", "__subclasscheck__",
+    }
+)  # fmt: skip
 #: Builtins that only look at identity or type: a learner's object may be passed to them.
 IDENTITY_BUILTINS = ("isinstance", "issubclass", "hasattr", "type", "id", "callable", "print")
 
@@ -67,7 +77,8 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check, Callable
     dict_of = type.__dict__["__dict__"].__get__
     name_of = type.__dict__["__qualname__"].__get__
     module_of = type.__dict__["__module__"].__get__
-    heap, behaviour, max_items, max_depth = HEAPTYPE, BEHAVIOUR, MAX_ITEMS, MAX_DEPTH
+    heap, behaviour, arguments = HEAPTYPE, BEHAVIOUR, ARGUMENT_BEHAVIOUR
+    max_items, max_depth = MAX_ITEMS, MAX_DEPTH
     function_type, method_type, builtin_type = FunctionType, MethodType, BuiltinFunctionType
     module_type, classmethod_type, staticmethod_type, property_type = (
         ModuleType,
@@ -77,6 +88,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check, Callable
     )
     slot_types = (type_(object.__eq__), type_(str.join), type_(dict.__dict__["fromkeys"]))
     containers = (list, tuple, set, frozenset)
+    iterators = tuple((base, base.__iter__) for base in containers)
     identity = frozenset(id(getattr(builtins, name)) for name in IDENTITY_BUILTINS)
 
     def installed_code(function: Any) -> bool:
@@ -121,35 +133,40 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check, Callable
             return installed_class(owner)
         return False
 
-    def learner_behaviour(kind: type) -> str:
-        """The first of BEHAVIOUR that a class of ``kind``'s MRO defines with learner code."""
+    def learner_behaviour(kind: type, names: frozenset[str] = behaviour) -> str:
+        """The first of ``names`` that a class of ``kind``'s MRO defines with learner code."""
         for cls in mro_of(kind):
             if flags_of(cls) & heap == 0:
                 continue
             namespace = dict_of(cls)
-            for name in behaviour:
+            for name in names:
                 if name in namespace and not installed_behaviour(namespace[name], cls):
                     return f"{name_of(cls)}.{name}"
         return ""
 
-    def plain(value: Any, budget: list[int], depth: int) -> str:
+    def plain(value: Any, budget: list[int], depth: int, names: frozenset[str] = behaviour) -> str:
         budget[0] -= 1
         if budget[0] < 0 or depth > max_depth:
             return "a value too large or too deep to check"
         kind = type_(value)
-        wrong = learner_behaviour(kind)
+        wrong = learner_behaviour(kind, names)
         if wrong:
             return f"a value whose {wrong} is not installed code"
         if isinstance_(value, dict):  # no learner __class__ here: checked above
             for key, item in dict_items(value):
-                wrong = plain(key, budget, depth + 1) or plain(item, budget, depth + 1)
+                wrong = plain(key, budget, depth + 1, names) or plain(
+                    item, budget, depth + 1, names
+                )
                 if wrong:
                     return wrong
         elif isinstance_(value, containers):
-            for item in value:  # its __iter__ is installed code (checked above)
-                wrong = plain(item, budget, depth + 1)
-                if wrong:
-                    return wrong
+            for base, iterate in iterators:  # C iteration, whatever a subclass's __iter__ says
+                if isinstance_(value, base):
+                    for item in iterate(value):
+                        wrong = plain(item, budget, depth + 1, names)
+                        if wrong:
+                            return wrong
+                    break
         elif (
             not flags_of(kind) & heap
             and module_of(kind) == "numpy"
@@ -227,7 +244,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check, Callable
             return ""
         budget = [max_items]
         for value in (*args, *dict_values(kwargs)):
-            wrong = plain(value, budget, 0)
+            wrong = plain(value, budget, 0, arguments)
             if wrong:
                 return f"{wrong} cannot be passed to a library function in a test"
         return ""
