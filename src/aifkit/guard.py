@@ -341,23 +341,28 @@ def _make_hook(
         if info is not None and type(getattr(info, "raw_cell", None)) is str_type:
             info.raw_cell = ""
 
-    def during_test_by_learner(origin: FrameType | None) -> bool:
-        """Learner code asks for a frame inside a test (a test's frame beneath it). Who asks is
-        the first frame past the stdlib's frame helpers (inspect, traceback, logging, pdb):
-        PyTorch reading its caller's frame while a learner's function runs is not asking."""
-        frame, depth, asker = origin, 0, ""
+    def asker(origin: FrameType | None) -> tuple[str, bool]:
+        """Who asks (the first frame past the stdlib's frame helpers: inspect, traceback,
+        logging, pdb) — "learner", "test" or "installed" — and whether a test is running.
+        PyTorch reading its caller's frame while a learner's function runs is not the learner."""
+        frame, depth, who = origin, 0, ""
         while frame is not None and depth < max_stack:
             filename = frame.f_code.co_filename
-            if not asker and not (trusted_file(filename) and filename.endswith(frame_helpers)):
-                asker = (
+            if not who and not (trusted_file(filename) and filename.endswith(frame_helpers)):
+                who = (
                     "test"
                     if filename in test_files
                     else ("installed" if trusted_file(filename) else "learner")
                 )
             if filename in test_files:
-                return asker == "learner"
+                return who, True
             frame, depth = frame.f_back, depth + 1
-        return False
+        return who, False
+
+    def during_test_by_learner(origin: FrameType | None) -> bool:
+        """Learner code asks for a frame inside a test (a test's frame beneath it)."""
+        who, testing = asker(origin)
+        return testing and who == "learner"
 
     def verify(kind: str, *payload: Any) -> None:
         if ask is None or getpid() != kernel_pid:
@@ -377,7 +382,7 @@ def _make_hook(
                 len(args) >= 2
                 and args[1] in code_attributes
                 and test_code(args[0], args[1])
-                and learner_on_stack(origin)
+                and asker(origin)[0] == "learner"
             ):
                 refuse(event, "reading a test's code (its constants are the expected values)")
             elif len(args) >= 2 and args[1] in frame_attributes and during_test_by_learner(origin):
