@@ -210,3 +210,21 @@ def test_stock_nbgrader_refuses_a_linked_submission_before_copying_it(course, tm
     )
     assert not course.folder("autograded", "lnk", ASSIGNMENT).exists(), "nothing was copied"
     assert gradebook_scores(course) == {"ada": AUTOGRADED_POINTS, "shd": AUTOGRADED_POINTS}
+
+
+def test_the_stock_path_parses_each_notebook_in_the_confined_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nbgrader only reads notebooks shown to parse within the limits, in a child."""
+    from aifkit.grading import stock_intake
+
+    folder = tmp_path / "submitted" / "ann" / "adv"
+    folder.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 'a'\n" * 2000) for _ in range(50)]  # ~0.8 MB
+    nbformat.write(nb, str(folder / "adv.ipynb"))
+    assert stock_intake.unsafe_submissions(tmp_path / "submitted") == {}
+    monkeypatch.setattr(stock_intake, "INTAKE_SECONDS", 0.001)  # a parse that cannot finish
+    refused = stock_intake.unsafe_submissions(tmp_path / "submitted")
+    assert list(refused) == ["ann"]
+    assert "reading adv's notebooks ran past its 0.001 s limit" in refused["ann"][0]

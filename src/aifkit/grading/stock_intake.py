@@ -7,7 +7,10 @@ copy, and no hook receives the converter. What nbgrader does check before copyin
 ``CourseDirectory.student_id_exclude`` (``init_destination``), so the course configuration
 checks every submission when it is loaded, with ``lstat`` and bounded reads only, and excludes
 the students whose submission is unsafe (links, special files, hard links) or past the intake
-limits, naming each file on stderr. The rest of the batch is graded as usual.
+limits, naming each file on stderr. Each notebook is then parsed as nbgrader will parse it, but
+in a confined child (``confined.run_confined``, the intake's seconds and memory): nbgrader only
+ever reads notebooks that were shown to parse within those limits. The rest of the batch is
+graded as usual.
 
 Loaded once per process: a long-lived process (formgrader) sees submissions as they were when
 it started, and an explicit ``--CourseDirectory.student_id_exclude`` on the command line
@@ -21,7 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aifkit.grading.intake import notebook_problems
+from aifkit.grading.confined import ConfinedError, run_confined
+from aifkit.grading.intake import INTAKE_MEMORY_MB, INTAKE_SECONDS, notebook_problems
 from aifkit.grading.submission_files import unsafe_entries
 
 
@@ -39,12 +43,39 @@ def unsafe_submissions(submitted: Path) -> dict[str, list[str]]:
         for assignment in sorted(student.iterdir()):
             problems = unsafe_entries(assignment)
             if not problems and assignment.is_dir():
-                problems = notebook_problems(assignment)
+                problems = notebook_problems(assignment) or _parse_confined(assignment)
             if problems:
                 refused.setdefault(student.name, []).extend(
                     f"{assignment.name}: {problem}" for problem in problems
                 )
     return refused
+
+
+def _parse_all(folder: Path) -> None:
+    """Parse and validate every notebook in ``folder`` as nbgrader will (in the confined child)."""
+    import nbformat
+
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4))
+        except Exception:
+            continue
+
+
+def _parse_confined(folder: Path) -> list[str]:
+    """[] when every notebook parses within the intake limits, else the sentence why not."""
+    try:
+        run_confined(
+            _parse_all,
+            folder,
+            seconds=INTAKE_SECONDS,
+            memory_mb=INTAKE_MEMORY_MB,
+            what=f"reading {folder.name}'s notebooks",
+            preload=("nbformat",),
+        )
+    except ConfinedError as error:
+        return [str(error)]
+    return []
 
 
 def exclude_unsafe_submissions(c: Any) -> dict[str, list[str]]:
