@@ -64,24 +64,31 @@ INTROSPECTION = frozenset(
 FILE_EVENTS = frozenset({"os.rename", "os.link", "os.symlink", "shutil.copyfile", "shutil.move"})
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 MAX_STACK = 200
+SCRATCH = ("/tmp", "/dev/shm", "/var/tmp")  # writable by anyone: code there is not installed
 
 
 def trusted_roots(cwd: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
     """Folders whose code counts as installed: Python's prefixes and ``sys.path``'s folders,
-    except the working folder, temporary folders and the user's site-packages (learner-writable).
+    except the working folder, the user's site-packages, and scratch folders (/tmp, /dev/shm,
+    /var/tmp) this unprivileged process may write: what the learner can change is not
+    installed code. In the sandbox the installation is bound read-only wherever it lives (a
+    checkout under /tmp included), so it stays trusted there.
     """
     import site
 
-    writable = {cwd, "/tmp", "/dev/shm", "/var/tmp", os.path.realpath(site.getusersitepackages())}
+    excluded = {cwd, os.path.realpath(site.getusersitepackages())}
     candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *extra]
     candidates += [entry for entry in sys.path if entry]
+    unprivileged = os.geteuid() != 0
     roots: set[str] = set()
     for entry in candidates:
         for path in {os.path.abspath(entry), os.path.realpath(entry)}:  # code names either
-            if os.path.isdir(path) and not any(
-                _under(path, w) or _under(w, path) for w in writable
-            ):
-                roots.add(path)
+            if not os.path.isdir(path) or any(_under(path, w) or _under(w, path) for w in excluded):
+                continue
+            scratch = any(_under(path, folder) for folder in SCRATCH)
+            if scratch and unprivileged and os.access(path, os.W_OK):
+                continue
+            roots.add(path)
     return tuple(sorted(roots))
 
 
