@@ -17,6 +17,7 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from aifkit.errors import AifkitError
+from aifkit.grading import stock_intake
 
 if TYPE_CHECKING:
     from aifkit.grading.limits import Limits
@@ -43,7 +44,8 @@ class Course:
         path = root / CONFIG_FILE
         if path.is_file():
             try:
-                config.merge(PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config())
+                with stock_intake.aifkit_loading():  # aifkit's intake reads submissions itself
+                    config.merge(PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config())
             except Exception as error:  # the file is Python: any error is the file's
                 raise GradingError(
                     f"{path}: cannot load the nbgrader configuration: {error}"

@@ -19,8 +19,10 @@ replaces the list built here.
 
 from __future__ import annotations
 
+import contextlib
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +80,30 @@ def _parse_confined(folder: Path) -> list[str]:
     return []
 
 
+_AIFKIT_LOADING = [False]  # True while aifkit's own course loader reads the configuration
+
+
+@contextlib.contextmanager
+def aifkit_loading() -> Iterator[None]:
+    """While aifkit loads a course's configuration: its own intake reads every submission
+    (``prepare.py``), so the stock path's check is not run again on each command."""
+    _AIFKIT_LOADING[0] = True
+    try:
+        yield
+    finally:
+        _AIFKIT_LOADING[0] = False
+
+
 def exclude_unsafe_submissions(c: Any) -> dict[str, list[str]]:
     """Add every student with an unsafe submission to ``c``'s ``student_id_exclude``.
 
     Returns what was refused (student -> sentences) and writes one line per file to stderr.
+    Does nothing while aifkit loads the configuration (``aifkit_loading``).
     """
     from nbgrader.coursedir import CourseDirectory
+
+    if _AIFKIT_LOADING[0]:
+        return {}
 
     coursedir = CourseDirectory(config=c)
     submitted = Path(coursedir.root) / coursedir.submitted_directory
