@@ -1,8 +1,8 @@
 """``aifkit doctor``: check that this machine (or allocation) can run the course, on one screen.
 
 ``collect`` gathers one ``Check`` per item (Python, torch, CPUs and kernel threads, GPUs,
-collectives, SLURM, GPU budget, kernels, scratch, tier), ``render`` lays them out with a fix for every
-problem, and ``run`` prints them and returns the exit code (1 when a check fails).
+collectives, SLURM, GPU budget, kernels, scratch, tier), ``render`` lays them out with a fix for
+every problem, and ``run`` prints them and returns the exit code (1 when a check fails).
 torch is imported lazily and any failure to import or query it becomes a check, never a crash.
 """
 
