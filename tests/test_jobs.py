@@ -36,7 +36,7 @@ def test_cpu_tiny_renders_two_gloo_processes_on_one_node() -> None:
     )
     found = directives(script)
     assert found["nodes"] == "1" and found["partition"] == "debug" and "gres" not in found
-    assert found["account"] == "aifkit-course", "the local cluster charges the course account"
+    assert "account" not in found, "the local cluster charges each user's default account"
     assert found["signal"] == "B:USR1@60" and "requeue" in found
     assert re.search(r"^srun --kill-on-bad-exit=1 ", script, flags=re.MULTILINE)
     assert "--nproc-per-node=2" in script and "train.py --lr 3e-4" in script
