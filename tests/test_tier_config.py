@@ -18,7 +18,7 @@ from aifkit import catalog
 from aifkit.notebooks import reading
 
 CATALOG = catalog.load(COURSES)
-SCALING = [CATALOG.notebook_path(a) for a in CATALOG.assignments() if a.track in {"C", "D"}]
+SCALING = [CATALOG.notebook_path(a) for a in CATALOG.assignments() if a.track in {"C", "D", "E"}]
 EXPECTED = {
     "cpu-tiny": {"BACKEND": "gloo", "DEVICE_KIND": "cpu", "DTYPE": "float32", "COMPILE": False},
     "gpu": {"BACKEND": "nccl", "DEVICE_KIND": "cuda", "DTYPE": "bfloat16"},
