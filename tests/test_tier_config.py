@@ -1,4 +1,4 @@
-"""Tracks C and D scale by their TIER parameter alone: their sizes and backend choices are checked
+"""Tracks C, D and E scale by their TIER parameter alone: their sizes and backend choices are checked
 here for every tier, without a GPU (CI has none).
 
 Each notebook's `tier-config` cell only computes configuration from TIER; it is executed alone
