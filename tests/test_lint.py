@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from builders import COURSES, answer, code, further_reading, grader_cell, parameters
 
 from aifkit.notebooks import lint, strip
+
+
+@pytest.fixture
+def write_nb(write_nb: Callable[..., Path]) -> Callable[..., Path]:
+    """conftest's write_nb, but the notebooks end in a Further reading cell as lint requires."""
+
+    def _write(name: str, cells: list[nbformat.NotebookNode], **kwargs: Any) -> Path:
+        kwargs.setdefault("with_reading", True)
+        return write_nb(name, cells, **kwargs)
+
+    return _write
 
 
 def rules(path: Path) -> list[str]:
