@@ -47,8 +47,8 @@ def run_once(guarded: bool) -> tuple[float, int, int]:
     tests = graded_tests(nb)
     original = execute.kernel_env
 
-    def without_guard(threads: int) -> dict[str, str]:
-        env = original(threads)
+    def without_guard(threads: int, runtime_dir: Path | None = None) -> dict[str, str]:
+        env = original(threads, runtime_dir)
         env.pop(guard.GUARD_ENV, None)
         return env
 

@@ -18,6 +18,8 @@ if [ "${1:-}" = "--remove" ]; then
       if command -v scancel >/dev/null; then scancel --user="$name" 2>/dev/null || true; fi
       for _ in $(seq 50); do userdel --remove "$name" 2>/dev/null && break; sleep 0.2; done
       getent passwd "$name" >/dev/null && { echo "hub-test-users: cannot remove $name" >&2; exit 1; }
+      # its SLURM association would keep the old uid: the next account of that name re-adds it
+      if command -v sacctmgr >/dev/null; then timeout 20 sacctmgr -i delete user name="$name" >/dev/null 2>&1 || true; fi
       echo "hub-test-users: removed $name"
     fi
   done
@@ -40,3 +42,15 @@ for name in $USERS; do
     echo "hub-test-users: created $name ($(getent passwd "$name" | cut -d: -f6))"
   fi
 done
+
+# With accounting (scripts/slurm-up.sh) SLURM takes jobs only from users with an association:
+# give each learner one in the course account, then let slurmctld resolve the new accounts' uids.
+if command -v sacctmgr >/dev/null && timeout 20 sacctmgr -n show cluster >/dev/null 2>&1; then
+  for name in $USERS; do
+    [ -n "$(timeout 20 sacctmgr -n -P show assoc user="$name" account=aifkit-course format=user)" ] \
+      || timeout 20 sacctmgr -i add user "$name" Account=aifkit-course DefaultAccount=aifkit-course >/dev/null
+    timeout 20 sacctmgr -i modify user where name="$name" account=aifkit-course set QOS=normal,budget \
+      DefaultQOS=normal GrpTRESMins=gres/gpu="${SLURM_GPU_BUDGET:-6000}" >/dev/null || true
+  done
+  timeout 20 scontrol reconfigure
+fi

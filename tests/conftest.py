@@ -66,19 +66,20 @@ SCRIPTS = REPO / "scripts"
 
 
 def _slurm_up() -> bool:
-    """Whether the controller answers and the node takes jobs (idle, or running some already)."""
+    """Whether the controller answers and every node takes jobs (idle, or running some already)."""
     try:
         state = subprocess.run(
-            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10
+            ["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return state.stdout.strip() in ("idle", "mix", "alloc", "comp")
+    states = state.stdout.split()
+    return bool(states) and set(states) <= {"idle", "mix", "alloc", "comp"}
 
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[None]:
-    """A real single-node SLURM cluster on localhost (Debian slurm-wlm, munge, two fake GPUs).
+    """A real two-node SLURM cluster on localhost (Debian slurm-wlm, munge, slurmdbd accounting).
 
     Installed and started by scripts/slurm-up.sh when not running (needs root, as in CI), and
     stopped by PID afterwards when this session started it. Every wait has its own timeout.

@@ -61,6 +61,7 @@ def test_collect_reports_every_item(allocation: dict[str, str]) -> None:
         "collectives",
         "slurm",
         "slurm tools",
+        "budget",
         "kernels",
         "scratch",
         "tier",

@@ -238,3 +238,19 @@ def test_every_tmpfs_is_sized_and_a_flood_stops_at_enospc(tmp_path: Path) -> Non
         assert error == "ENOSPC" and int(written) <= int(size), line
         # the host's shared memory grew by no more than the size (other processes add noise)
         assert int(grown) <= int(size) + 2**24, line
+
+
+def test_matplotlib_starts_from_the_graders_font_list_in_a_folder_of_its_own(
+    tmp_path: Path,
+) -> None:
+    nb, _ = _run(
+        "import os\n"
+        "folder = os.environ['MPLCONFIGDIR']\n"
+        "print('lists', sorted(os.listdir(folder)))\n"
+        "from matplotlib import font_manager\n"
+        "print('writable', os.access(folder, os.W_OK), 'fonts', len(font_manager.fontManager.ttflist))",
+        tmp=tmp_path,
+    )
+    text = str(nb.cells[0].outputs)
+    assert "lists ['fontlist-v" in text and "writable True" in text, text
+    assert "fonts 0" not in text, text

@@ -36,7 +36,7 @@ def test_cpu_tiny_renders_two_gloo_processes_on_one_node() -> None:
     )
     found = directives(script)
     assert found["nodes"] == "1" and found["partition"] == "debug" and "gres" not in found
-    assert "account" not in found, "the local cluster has no accounting"
+    assert "account" not in found, "the local cluster charges each user's default account"
     assert found["signal"] == "B:USR1@60" and "requeue" in found
     assert re.search(r"^srun --kill-on-bad-exit=1 ", script, flags=re.MULTILINE)
     assert "--nproc-per-node=2" in script and "train.py --lr 3e-4" in script
@@ -200,3 +200,39 @@ def test_cli_submit_wait_and_status(tmp_path: Path) -> None:
     assert final.startswith("COMPLETED")
     status = CliRunner().invoke(main, ["job", "status", job_id])
     assert f"{job_id} COMPLETED" in status.output
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_two_node_job_runs_four_ranks_and_the_cli_names_each_nodes_ranks(tmp_path: Path) -> None:
+    """Does `job submit --nodes 2 --wait` run 4 gloo ranks over both nodes and say which ran where?"""
+    result = CliRunner().invoke(
+        main,
+        [
+            "job",
+            "submit",
+            "--nodes",
+            "2",
+            "--time",
+            "5",
+            "--name",
+            "two",
+            "--workdir",
+            str(tmp_path),
+            "--wait",
+            str(ALLREDUCE),
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    job_id, final, *per_node = result.output.splitlines()
+    assert final.startswith("COMPLETED")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(4)]
+    assert {(r["world_size"], r["sum"], r["job"]) for r in ranks} == {(4, 10.0, job_id)}
+    where = {r["node"] for r in ranks}
+    assert where == {"aifkit-n1", "aifkit-n2"}, f"ranks ran on {where}"
+    by_node = {node: sorted(r["rank"] for r in ranks if r["node"] == node) for node in where}
+    assert sorted(per_node) == sorted(
+        f"{node}: ranks {','.join(map(str, found))}" for node, found in by_node.items()
+    )
+    script = (tmp_path / "two.sbatch").read_text()
+    assert "#SBATCH --nodes=2" in script and "--kill-on-bad-exit=1" in script

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,52 @@ def test_unquoted_time_says_to_quote_it(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(site.SiteError, match=r"max_time: needs a quoted SLURM time .* got 3600"):
         site.load(str(path))
+
+
+def test_meluxina_profile_keeps_facts_and_assumptions_apart() -> None:
+    """Does the MeluXina profile load with its node shapes, QOS and storage, every assumption
+    naming a real value, and its documentation as the source of the rest?"""
+    meluxina = site.load("meluxina")
+    assert set(meluxina.partitions) == {"cpu", "gpu", "fpga", "largemem"}
+    gpu = meluxina.partition("gpu")
+    assert (gpu.gpus_per_node, gpu.gpu_memory_gb, gpu.cpus_per_node, gpu.memory_per_node_gb) == (
+        4,
+        40,
+        64,
+        512,
+    )
+    assert meluxina.partition("largemem").memory_per_node_gb == 4096
+    assert {"default", "short", "urgent"} <= set(meluxina.qos)
+    assert {"home", "project", "scratch"} <= set(meluxina.storage)
+    assert meluxina.account.startswith("p2") and "docs.lxp.lu" in meluxina.source
+    assert meluxina.provenance("partitions.gpu.gpus_per_node") == "fact"
+    assert meluxina.provenance("qos.long.max_time") == "assumption"  # under the qos.long entry
+    assert meluxina.provenance("account") == "assumption"
+    with pytest.raises(site.SiteError, match="no value"):
+        meluxina.provenance("partitions.gpu.gpu_count")
+
+
+def test_assumptions_and_qos_must_name_real_values(tmp_path: Path) -> None:
+    """Are an assumption about a key that does not exist, an unknown QOS and assumptions without
+    a source refused with the key to fix?"""
+    good = yaml.safe_load((site.SITES_DIR / "meluxina.yml").read_text())
+    cases = {
+        "partitions.gpu.max_nodez": {
+            **good,
+            "assumptions": {**good["assumptions"], "partitions.gpu.max_nodez": "typo"},
+        },
+        "'premium' is not under qos": {
+            **good,
+            "partitions": {
+                **good["partitions"],
+                "cpu": {**good["partitions"]["cpu"], "qos": ["default", "premium"]},
+            },
+        },
+        "source: name the documentation": {**good, "source": ""},
+    }
+    for message, data in cases.items():
+        path = tmp_path / "bad.yml"
+        path.write_text(yaml.safe_dump(data))
+        site._load_file.cache_clear()
+        with pytest.raises(site.SiteError, match=re.escape(message)):
+            site.load(str(path))

@@ -322,6 +322,8 @@ def job_submit(workdir: Path, wait: bool, **kwargs: Any) -> None:
     if wait:
         state = jobs.status(job_id)
         click.echo(f"{state.state} exit={state.exit_code}")
+        for node, ranks in jobs.node_ranks(job_id, spec, workdir=workdir).items():
+            click.echo(f"{node}: ranks {','.join(map(str, ranks)) or '(no output)'}")
         sys.exit(0 if state.state == "COMPLETED" else 1)
 
 

@@ -1,8 +1,8 @@
 """``aifkit doctor``: check that this machine (or allocation) can run the course, on one screen.
 
 ``collect`` gathers one ``Check`` per item (Python, torch, CPUs and kernel threads, GPUs,
-collectives, SLURM, kernels, scratch, tier), ``render`` lays them out with a fix for every
-problem, and ``run`` prints them and returns the exit code (1 when a check fails).
+collectives, SLURM, GPU budget, kernels, scratch, tier), ``render`` lays them out with a fix for
+every problem, and ``run`` prints them and returns the exit code (1 when a check fails).
 torch is imported lazily and any failure to import or query it becomes a check, never a crash.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 from aifkit import kernels, launcher
-from aifkit.course import tiers
+from aifkit.course import accounting, tiers
 from aifkit.errors import AifkitError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -181,6 +181,22 @@ def check_slurm_tools(env: Mapping[str, str]) -> Check:
     return Check("slurm tools", value, note="multi-node lessons run where SLURM is (the factory)")
 
 
+def check_budget(env: Mapping[str, str]) -> Check:
+    """The learner's remaining GPU-minutes, when the cluster keeps accounting (slurmdbd)."""
+    if not shutil.which("sacct", path=env.get("PATH")):
+        return Check("budget", f"{accounting.NO_ACCOUNTING} (no SLURM here)")
+    if not accounting.enabled(timeout_s=10):
+        return Check("budget", accounting.NO_ACCOUNTING)
+    try:
+        found = accounting.budget(timeout_s=10)
+    except AifkitError as exc:
+        return Check("budget", "unknown", WARN, fix=str(exc))
+    if found.remaining_min == 0:
+        fix = f"{found.describe()}: jobs asking for GPUs will wait; ask the site for more"
+        return Check("budget", found.describe(), WARN, fix=fix)
+    return Check("budget", found.describe())
+
+
 def check_kernels(env: Mapping[str, str]) -> Check:
     """The aifkit kernelspec is installed (and equals the repository's copy).
 
@@ -242,6 +258,7 @@ CHECKS: tuple[Callable[[Mapping[str, str]], Check], ...] = (
     check_collectives,
     check_slurm,
     check_slurm_tools,
+    check_budget,
     check_kernels,
     check_scratch,
     check_tier,

@@ -26,6 +26,7 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "format_time",
+    "node_ranks",
     "render",
     "spec_for_tier",
     "status",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_RANK_LINE = re.compile(r"^\[rank(\d+)\]:", flags=re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -168,3 +170,23 @@ def submit(
     if wait:
         slurm.wait(job_id, timeout_s=timeout_s)
     return job_id
+
+
+def node_ranks(job_id: str, spec: JobSpec, *, workdir: Path) -> dict[str, list[int]]:
+    """Node name -> the global ranks that ran there, read from the job's per-node logs.
+
+    srun writes node ``n`` of the job to ``<log_dir>/<name>-<id>-node<n>.out`` and torchrun prefixes
+    each rank's lines with ``[rank<r>]:``; node ``n`` is the n-th of ``scontrol show hostnames``.
+    A node whose ranks printed nothing maps to [].
+    """
+    nodes = status(job_id).nodes
+    done = slurm.run(["scontrol", "show", "hostnames", nodes], slurm.QUERY_TIMEOUT_S)
+    if done.returncode != 0 or not nodes:
+        raise JobError(f"cannot list the nodes of job {job_id} ({nodes!r}): {done.stderr.strip()}")
+    log_dir = workdir / spec.log_dir
+    found: dict[str, list[int]] = {}
+    for index, node in enumerate(done.stdout.split()):
+        log = log_dir / f"{spec.job_name}-{job_id}-node{index}.out"
+        text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+        found[node] = sorted({int(rank) for rank in _RANK_LINE.findall(text)})
+    return found

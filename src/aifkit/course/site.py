@@ -11,7 +11,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, Field, model_validator
@@ -70,14 +70,45 @@ class Partition(Model):
     gpus_per_node: Count
     memory_per_node_gb: Count
     qos: Items[str]
+    gpu_model: str = ""  # e.g. "NVIDIA A100 40GB"; empty: not stated
+    gpu_memory_gb: Count = 0  # memory of ONE GPU; 0: not stated (notebooks fall back to facts.yml)
 
     @property
     def max_minutes(self) -> int:
         return time_to_minutes(self.max_time)
 
 
+class StorageTier(Model):
+    """One storage tier a user writes to: where it is, how much it holds, how long files stay."""
+
+    name: str = Field(default="", exclude=True)  # its key under ``storage``, filled in by Site
+    description: str
+    path: str
+    quota_gb: Count = Field(description="a whole number of GB >= 0 (0: set per project)")
+    files_quota: Count = 0  # 0: no file-count quota stated
+    purge_days: Count = 0  # 0: files are not purged
+    backed_up: bool = False
+
+
+class Qos(Model):
+    """One SLURM quality of service: a time limit and a priority on top of a partition."""
+
+    name: str = Field(default="", exclude=True)  # its key under ``qos``, filled in by Site
+    description: str
+    max_time: SlurmTime
+    max_nodes: Count = 0  # 0: the partition's own limit applies
+
+
+Provenance = Literal["fact", "assumption"]
+
+
 class Site(Model):
-    """A factory as its users see it: where to run, for how long, on whose account."""
+    """A factory as its users see it: where to run, for how long, on whose account.
+
+    ``source`` names the site documentation its values come from; every value listed under
+    ``assumptions`` (a dotted key such as ``partitions.gpu.max_nodes``, with why) is our
+    estimate instead, so a learner can tell a documented limit from a guess.
+    """
 
     name: str
     description: str
@@ -91,11 +122,62 @@ class Site(Model):
     templates: str = Field(
         "", description="a folder whose batch-script templates replace the packaged ones by name"
     )
+    source: str = ""
+    assumptions: dict[str, str] = Field(
+        default_factory=dict, description="a mapping of dotted key -> why the value is assumed"
+    )
+    storage: dict[str, StorageTier] = Field(default_factory=dict)
+    qos: dict[str, Qos] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _name_the_partitions(cls, data: Any) -> Any:
-        return name_entries(data, "partitions")
+        for key in ("partitions", "storage", "qos"):
+            data = name_entries(data, key)
+        return data
+
+    @model_validator(mode="after")
+    def _assumptions_and_qos_exist(self) -> Site:
+        problems = [
+            f"assumptions: {key!r} names no value of the profile (write e.g. partitions.gpu.max_nodes)"
+            for key in self.assumptions
+            if not self._has_key(key)
+        ]
+        problems += [
+            f"assumptions.{key}: say why the value is assumed"
+            for key, why in self.assumptions.items()
+            if not why.strip()
+        ]
+        if self.qos:
+            problems += [
+                f"partitions.{part.name}.qos: {name!r} is not under qos (has: {', '.join(self.qos)})"
+                for part in self.partitions.values()
+                for name in part.qos
+                if name not in self.qos
+            ]
+        if self.assumptions and not self.source:
+            problems.append(
+                "source: name the documentation the values that are not assumptions come from"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _has_key(self, dotted: str) -> bool:
+        node: Any = self.model_dump()
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    def provenance(self, dotted: str) -> Provenance:
+        """'assumption' when the value at ``dotted`` (or a key above it) is assumed, else 'fact'."""
+        if not self._has_key(dotted):
+            raise SiteError(f"site {self.name!r} has no value {dotted!r}")
+        parts = dotted.split(".")
+        prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        return "assumption" if prefixes & self.assumptions.keys() else "fact"
 
     @model_validator(mode="after")
     def _default_partition_exists(self) -> Site:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import shutil
 import traceback
@@ -26,6 +27,8 @@ from aifkit.grading.prepare import GradingJob, assignment_specs, prepare
 from aifkit.grading.records import SubmissionResult
 from aifkit.grading.worker import GradingOutcome, grade
 
+# one forkserver serves the intake's confined children (prepare) and the grading workers
+FORKSERVER_PRELOAD = ["aifkit.grading.prepare", "aifkit.grading.worker"]
 WORK_DIRECTORY = ".aifkit-grading"  # job folders, under the course root (shared with SLURM nodes)
 
 
@@ -82,6 +85,8 @@ def autograde(
     on_result: Callable[[SubmissionResult], None] | None = None,
 ) -> list[SubmissionResult]:
     """Grade every selected submission of ``assignment``; a result per student, in order."""
+    if options.jobs > 1:
+        _start_forkserver()
     specs = assignment_specs(course, assignment)
     sandboxes.make(options.sandbox).check()
     students = select_students(course, assignment, options)
@@ -113,6 +118,13 @@ def autograde(
     return [results[s] for s in students]
 
 
+def _start_forkserver() -> None:
+    """Start the forkserver now, importing what the intake's confined children and the workers
+    need, while this process reads the course (else the first submission waits for both)."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+
+
 def _grade_all(
     course: Course,
     assignment: str,
@@ -124,7 +136,7 @@ def _grade_all(
     """Prepare in this process, grade in ``options.jobs`` workers, yield as they finish."""
     threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["aifkit.grading.worker"])
+    context.set_forkserver_preload(FORKSERVER_PRELOAD)
     slots = context.Queue() if options.jobs > 1 else None
     if slots is not None:
         for slot in range(options.jobs):

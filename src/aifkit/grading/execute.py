@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import queue
@@ -36,6 +37,7 @@ from aifkit.grading.sandbox import INSIDE_HOME, Sandbox, claim_slot
 CellStatus = Literal["ok", "error", "timeout", "dead", "output-limit", "not-run"]
 INTERRUPT_GRACE_S = 5.0
 KERNEL_START_TIMEOUT_S = 90.0
+MATPLOTLIB_DIR = "matplotlib"  # in the kernel's runtime folder: its MPLCONFIGDIR
 
 
 @dataclass
@@ -82,21 +84,52 @@ class _SandboxedKernelManager(KernelManager):
         return [a.replace("{connection_file}", self.connection_file) for a in self.sandbox_argv]
 
 
-def kernel_env(threads: int) -> dict[str, str]:
-    """The whole environment learner code sees: no grader secrets, no NBGRADER_* variables."""
+def kernel_env(threads: int, runtime_dir: Path | None = None) -> dict[str, str]:
+    """The whole environment learner code sees: no grader secrets, no NBGRADER_* variables.
+
+    matplotlib's folder is the kernel's runtime folder when given (``_kernel_with`` puts the
+    grader's font list there), else a fresh one in the sandbox's /tmp.
+    """
     bin_dir = str(Path(sys.executable).parent)
+    matplotlib_dir = runtime_dir / MATPLOTLIB_DIR if runtime_dir else Path("/tmp/matplotlib")
     return {
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
         "HOME": INSIDE_HOME,
         "LANG": "C.UTF-8",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "MPLCONFIGDIR": str(matplotlib_dir),
         "PYTHONDONTWRITEBYTECODE": "1",
         "AIFKIT_THREADS": str(threads),
         "AIFKIT_TIER": "cpu-tiny",
         "AIFKIT_GRADING": "1",
         guard.GUARD_ENV: "1",  # the launcher installs the grading guard before ipykernel
     }
+
+
+@functools.cache
+def _font_list() -> Path | None:
+    """matplotlib's font list, built once per grader process; None without matplotlib.
+
+    A kernel in a fresh sandbox would otherwise scan the system's fonts again (0.4-1 CPU-s each,
+    on every notebook graded). The list names font files by path, the same inside the sandbox.
+    """
+    try:
+        import matplotlib
+        from matplotlib import font_manager
+    except ImportError:
+        return None
+    name = f"fontlist-v{font_manager.FontManager.__version__}.json"
+    path = Path(matplotlib.get_cachedir()) / name
+    return path if path.is_file() else None
+
+
+def _matplotlib_folder(runtime: Path) -> None:
+    """The kernel's own matplotlib folder, holding a copy of the grader's font list."""
+    folder = runtime / MATPLOTLIB_DIR
+    folder.mkdir()
+    fonts = _font_list()
+    if fonts is not None:
+        shutil.copyfile(fonts, folder / fonts.name)
 
 
 def kernel_argv() -> list[str]:
@@ -139,15 +172,17 @@ def _kernel_with(
     proofs.touch()
     key_path.chmod(0o400)
     proofs.chmod(0o600)
+    _matplotlib_folder(runtime)
     if uid is not None:
         for path in (runtime, runtime / "kernel.json", key_path, proofs):
             os.chown(path, uid, uid)
+        _chown_tree(runtime / MATPLOTLIB_DIR, uid)
         _chown_tree(workdir, uid)
     km.sandbox_argv = sandbox.wrap(
         kernel_argv(),
         workdir=workdir,
         runtime_dir=runtime,
-        env=kernel_env(threads),
+        env=kernel_env(threads, runtime),
         limits=limits,
     )
     client = None

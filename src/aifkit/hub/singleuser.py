@@ -1,9 +1,8 @@
 """The single-user server learners get: jupyterhub-singleuser, minus a 2-3 s import.
 
-jsonschema imports ``rfc3987_syntax`` when it is installed (an extra of jupyter-events), which
-builds some 35 parsers on every start only to check the 'iri' string format that no Jupyter
-schema uses. Skipping it halves the CPU a server start costs (6.3 s -> 3.3 s measured by
-benchmarks/hub_load.py on 2 cores); jsonschema then leaves that one format unchecked.
+Importing aifkit first keeps jsonschema's slow optional ``rfc3987_syntax`` out (see
+``aifkit/__init__.py``), which halves the CPU a server start costs (6.3 s -> 3.3 s measured by
+benchmarks/hub_load.py on 2 cores).
 
 The ``aifkit-singleuser`` script is installed with aifkit but needs the ``[hub]`` extra; without
 JupyterHub it says what to install instead of failing on an import.
@@ -14,7 +13,6 @@ import sys
 
 def main() -> int | None:
     """Run jupyterhub-singleuser (its command line) with the slow import blocked."""
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     try:
         from jupyterhub.singleuser import main as singleuser_main
     except ImportError as error:

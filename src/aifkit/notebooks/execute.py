@@ -45,8 +45,8 @@ SAVE_SIGNAL = signal.SIGUSR1  # asks the runner to save the notebook as it is, t
 _GRACE_S = 10.0  # nbclient's own cell timeout sits this far beyond the notebook's budget
 _SAVE_WAIT_S = 3.0
 _CONTEXT = multiprocessing.get_context("forkserver")
-# aifkit.notebooks first: it spares every later import the slow optional jsonschema extra. The
-# runner's own modules and jupyter_client's kernel management come preloaded too.
+# aifkit first (any aifkit module): it spares every later import the slow optional jsonschema
+# extra. The runner's own modules and jupyter_client's kernel management come preloaded too.
 _CONTEXT.set_forkserver_preload(
     [
         "aifkit.notebooks",
