@@ -56,7 +56,7 @@ def test_serves_generates_and_frees_the_port_on_stop() -> None:
         connection.close()
     assert not server.running
     with pytest.raises(serving.ServingError, match="not running"):
-        server.url
+        _ = server.url
     with socket.socket() as probe:  # the port is free again
         probe.bind(("127.0.0.1", port))
     server.stop()  # stopping twice is harmless
@@ -106,10 +106,9 @@ def test_errors_are_reported_and_the_server_keeps_serving() -> None:
 
 def test_an_exception_inside_with_still_stops_the_server() -> None:
     """Does a failing cell (an exception in the with block) leave no server and no taken port?"""
-    with pytest.raises(ZeroDivisionError):
-        with serving.BatchingServer(upper_slowly) as server:
-            port = int(server.url.rsplit(":", 1)[1])
-            1 / 0
+    with pytest.raises(ZeroDivisionError), serving.BatchingServer(upper_slowly) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        raise ZeroDivisionError("a failing cell")
     assert not server.running
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
@@ -123,9 +122,11 @@ def test_start_twice_or_on_a_taken_port_fails_clearly() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(serving.ServingError, match="cannot listen"):
             serving.BatchingServer(upper_slowly, port=port).start()
-    with serving.BatchingServer(upper_slowly) as server:
-        with pytest.raises(serving.ServingError, match="already running"):
-            server.start()
+    with (
+        serving.BatchingServer(upper_slowly) as server,
+        pytest.raises(serving.ServingError, match="already running"),
+    ):
+        server.start()
     with pytest.raises(ValueError, match="max_batch"):
         serving.BatchingServer(upper_slowly, max_batch=0)
 

@@ -200,7 +200,7 @@ def _handler_for(server: BatchingServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             """Quiet: a notebook cell must not fill up with access logs."""
 
         def _reply(self, status: int, body: dict[str, Any]) -> None:
@@ -211,13 +211,13 @@ def _handler_for(server: BatchingServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib's name
+        def do_GET(self) -> None:
             if self.path == "/health":
                 self._reply(200, {"status": "ok"})
             else:
                 self._reply(404, {"error": f"no such path {self.path}: use POST /generate"})
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib's name
+        def do_POST(self) -> None:
             if self.path != "/generate":
                 self._reply(404, {"error": f"no such path {self.path}: use POST /generate"})
                 return
