@@ -1,4 +1,4 @@
-"""Tracks C and D scale by their TIER parameter alone: their sizes and backend choices are checked
+"""Tracks C, D and E scale by their TIER parameter alone: their sizes and backend choices are checked
 here for every tier, without a GPU (CI has none).
 
 Each notebook's `tier-config` cell only computes configuration from TIER; it is executed alone
@@ -18,7 +18,7 @@ from aifkit import catalog
 from aifkit.notebooks import reading
 
 CATALOG = catalog.load(COURSES)
-SCALING = [CATALOG.notebook_path(a) for a in CATALOG.assignments() if a.track in {"C", "D"}]
+SCALING = [CATALOG.notebook_path(a) for a in CATALOG.assignments() if a.track in {"C", "D", "E"}]
 EXPECTED = {
     "cpu-tiny": {"BACKEND": "gloo", "DEVICE_KIND": "cpu", "DTYPE": "float32", "COMPILE": False},
     "gpu": {"BACKEND": "nccl", "DEVICE_KIND": "cuda", "DTYPE": "bfloat16"},

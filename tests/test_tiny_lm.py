@@ -27,7 +27,7 @@ def test_shipped_files_match_the_manifest_and_stay_small() -> None:
 @pytest.mark.slow
 def test_load_is_fast_and_the_model_has_learned_the_corpus() -> None:
     """Does load() give a model far better than uniform on text it never trained on?"""
-    import transformers  # noqa: F401  (import time is not load time)
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: F401 (import is not load)
 
     started = time.perf_counter()
     model, tokenizer = tiny_lm.load()
