@@ -90,6 +90,8 @@ def test_errors_are_reported_and_the_server_keeps_serving() -> None:
             return []
         return prompts
 
+    with pytest.raises(serving.ServingError, match="only http://"):
+        serving.post_json("https://127.0.0.1:1/generate", {"prompt": "x"})
     with serving.BatchingServer(flaky, max_batch=1) as server:
         status, body = serving.post_json(f"{server.url}/generate", {"text": "no prompt key"})
         assert status == 400 and "prompt" in body["error"]

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 T = TypeVar("T")
 BatchFn = Callable[[list[str]], list[str]]
@@ -240,15 +239,21 @@ def _handler_for(server: BatchingServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _split_http_url(url: str) -> tuple[str, str]:
+    """('host:port', '/path') of an http:// URL (plain HTTP only: the endpoint is local)."""
+    if not url.startswith("http://"):
+        raise ServingError(f"{url!r}: only http:// URLs of a local endpoint are supported")
+    host, _, path = url.removeprefix("http://").partition("/")
+    return host, "/" + path
+
+
 def post_json(url: str, payload: dict[str, Any], *, timeout_s: float = 60.0) -> tuple[int, Any]:
     """POST ``payload`` as JSON to ``url``; return (HTTP status, decoded JSON body)."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(
-        parts.hostname or LOCALHOST, parts.port, timeout=timeout_s
-    )
+    host, path = _split_http_url(url)
+    connection = http.client.HTTPConnection(host, timeout=timeout_s)
     try:
         body = json.dumps(payload).encode()
-        connection.request("POST", parts.path or "/", body, {"Content-Type": "application/json"})
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"null")
     finally:
