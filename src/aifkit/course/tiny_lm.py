@@ -117,8 +117,10 @@ def load_tokenizer(directory: Path = MODEL_DIR) -> PreTrainedTokenizerFast:
 def load(directory: Path = MODEL_DIR) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """(model, tokenizer) of the shipped tiny LM: checksums first, local files only, eval mode."""
     from transformers import LlamaForCausalLM
+    from transformers.utils import logging
 
     verify(directory)
+    logging.disable_progress_bar()  # a 4 MB model: a progress bar in every notebook is noise
     model = LlamaForCausalLM.from_pretrained(str(directory), local_files_only=True)
     model.eval()
     return model, load_tokenizer(directory)
