@@ -53,3 +53,12 @@ def test_sizes_grow_with_the_tier_and_backends_fit(notebook: Path) -> None:
         )
         grew |= sizes["gpu"][key] > small
     assert grew, "at least one size must grow at the gpu tier"
+
+
+def test_c03_allows_tf32_on_gpus_only() -> None:
+    """Does c03 let fp32 matmuls use TF32 at the GPU tiers and keep true fp32 at cpu-tiny?"""
+    notebook = next(path for path in SCALING if path.parent.name == "c03-gpu")
+    precision = {tier: config_at(notebook, tier).get("MATMUL_PRECISION") for tier in EXPECTED}
+    assert precision == {"cpu-tiny": "highest", "gpu": "high", "multi-gpu": "high"}, precision
+    source = "".join(reading.source_of(c) for c in reading.read(notebook).cells)
+    assert "torch.set_float32_matmul_precision(MATMUL_PRECISION)" in source

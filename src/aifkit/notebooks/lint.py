@@ -18,7 +18,7 @@ import nbformat
 
 from aifkit.course.tiers import TIERS
 from aifkit.errors import NotebookError
-from aifkit.notebooks import reading
+from aifkit.notebooks import fork_safety, reading
 
 MAX_BYTES = 1024 * 1024
 
@@ -352,6 +352,22 @@ def _rule_downloads(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     return findings
 
 
+def _rule_fork_safety(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
+    sources = [(index, reading.source_of(cell)) for index, cell in reading.code_cells(nb)]
+    return [
+        LintFinding(
+            path,
+            hazard.fork_cell,
+            "fork-safety",
+            f"{hazard.fork_call}() forks the kernel after cell {hazard.cuda_cell} initialised CUDA "
+            f"with {hazard.cuda_call}: the forked ranks fail on a GPU node",
+            "ask torch.cuda.device_count() (NVML, CUDA stays uninitialised) in the kernel and use "
+            "the GPU only inside the ranks' functions, or after the last fork",
+        )
+        for hazard in fork_safety.find_hazards(sources)
+    ]
+
+
 RULES: tuple[Rule, ...] = (
     _rule_metadata,
     _rule_aifkit_metadata,
@@ -361,6 +377,7 @@ RULES: tuple[Rule, ...] = (
     _rule_nbgrader,
     _rule_markers,
     _rule_downloads,
+    _rule_fork_safety,
 )
 
 
