@@ -67,4 +67,6 @@ def test_notebook_runs_at_cpu_tiny(
     for name, value in EXPECTED_FIGURES.get(notebook.parent.name, {}).items():
         assert name in outcome.figures, f"{name} not printed; figures: {outcome.figures}"
         if value is not None:
-            assert outcome.figures[name] == value, f"{name}={outcome.figures[name]}, expected {value}"
+            assert outcome.figures[name] == value, (
+                f"{name}={outcome.figures[name]}, expected {value}"
+            )
