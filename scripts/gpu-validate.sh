@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Validate tracks C and D (deep learning, scaling up) at a GPU tier on this machine and print each
-# notebook's seconds and the figures it measured (AIFKIT_C03_THROUGHPUT, AIFKIT_D01_THROUGHPUT).
+# Validate tracks C, D and E (deep learning, scaling up, transformers) at a GPU tier on this machine
+# and print each notebook's seconds and the figures it measured (AIFKIT_C03_THROUGHPUT,
+# AIFKIT_D01_THROUGHPUT, AIFKIT_E01_TOKENS_PER_S and AIFKIT_E01_MFU, the tiny GPT's model FLOPs
+# utilisation against the device's bf16 peak from facts.yml).
 #
 #   scripts/gpu-validate.sh [gpu|multi-gpu]        (make validate-gpu runs it with the venv)
 #
@@ -31,5 +33,9 @@ if seen < need:
 names = sorted({torch.cuda.get_device_name(i) for i in range(seen)})
 print(f"gpu-validate: torch {torch.__version__}, {seen} GPU(s): {', '.join(names)}")
 PY
-exec "$python" -m aifkit validate courses/c0* courses/d0* --tier "$tier" --jobs 1 \
-  --report "build/validate-$tier"
+status=0
+"$python" -m aifkit validate courses/c0* courses/d0* courses/e0* --tier "$tier" --jobs 1 \
+  --report "build/validate-$tier" || status=$?
+# Track E's headline figures once more, on their own lines, for the note of a GPU run.
+grep -ho 'AIFKIT_E01_[A-Z_]*=[^ ]*' "build/validate-$tier/report.txt" 2>/dev/null || true
+exit "$status"

@@ -44,16 +44,30 @@ def grader_cell(
     return code(source, solution=False, grade=True, grade_id=grade_id, points=points, locked=True)
 
 
+def further_reading(
+    links: tuple[str, ...] = (
+        "[SLURM sbatch](https://slurm.schedmd.com/sbatch.html)",
+        "[PyTorch distributed](https://pytorch.org/docs/stable/distributed.html)",
+    ),
+    heading: str = "## Further reading",
+) -> nbformat.NotebookNode:
+    """The last cell every course notebook must have (lint rule 'reading')."""
+    return nbformat.v4.new_markdown_cell("\n".join([heading, "", *(f"- {link}" for link in links)]))
+
+
 def build(
     cells: list[nbformat.NotebookNode],
     *,
     with_parameters: bool = True,
+    with_reading: bool = False,
     aifkit: dict[str, Any] | None = None,
 ) -> nbformat.NotebookNode:
-    """A valid nbformat-4 notebook on the aifkit kernel."""
+    """A valid nbformat-4 notebook on the aifkit kernel (``with_reading``: ending as lint wants)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(AIFKIT_KERNEL)}
     if aifkit:
         nb.metadata["aifkit"] = aifkit
     nb.cells = ([parameters()] if with_parameters else []) + cells
+    if with_reading:
+        nb.cells.append(further_reading())
     return nb

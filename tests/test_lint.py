@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
-from builders import COURSES, answer, code, grader_cell, parameters
+from builders import COURSES, answer, code, further_reading, grader_cell, parameters
 
 from aifkit.notebooks import lint, strip
+
+
+@pytest.fixture
+def write_nb(write_nb: Callable[..., Path]) -> Callable[..., Path]:
+    """conftest's write_nb, but the notebooks end in a Further reading cell as lint requires."""
+
+    def _write(name: str, cells: list[nbformat.NotebookNode], **kwargs: Any) -> Path:
+        kwargs.setdefault("with_reading", True)
+        return write_nb(name, cells, **kwargs)
+
+    return _write
 
 
 def rules(path: Path) -> list[str]:
@@ -182,3 +195,47 @@ def test_aifkit_metadata_shape(write_nb) -> None:
     assert len(messages) == 3 and all(m.startswith("aifkit metadata:") for m in messages)
     path = write_nb("ok", [code("x = 1")], aifkit={"timeout": {"cpu-tiny": 30}, "needs": ["slurm"]})
     assert lint.lint([path]) == []
+
+
+def test_further_reading_with_two_links_is_clean(write_nb) -> None:
+    """Does a notebook ending in '## Further reading' with two https links pass the rule?"""
+    path = write_nb("reading", [code("x = 1")])
+    assert lint.lint([path]) == []
+
+
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        (None, "the last cell is not '## Further reading' (a code cell"),
+        (further_reading(heading="## Summary"), "starting '## Summary'"),
+        (further_reading(heading="## Further Reading"), "the last cell is not"),
+        (
+            further_reading(links=("[SLURM](https://slurm.schedmd.com/sbatch.html)",)),
+            "1 distinct https link(s), needs at least 2",
+        ),
+        (
+            further_reading(
+                links=(
+                    "[SLURM](http://slurm.schedmd.com/sbatch.html)",
+                    "[SLURM again](https://slurm.schedmd.com/sbatch.html)",
+                    "<https://pytorch.org/docs/stable/>",
+                )
+            ),
+            "1 distinct https link(s)",
+        ),
+    ],
+)
+def test_missing_or_thin_further_reading_is_named(write_nb, last, expected: str) -> None:
+    """Is a notebook without a last 'Further reading' cell of >= 2 https links reported by name?"""
+    cells = [code("x = 1")] + ([last] if last is not None else [])
+    path = write_nb("noreading", cells, with_reading=False)
+    (finding,) = lint.lint([path])
+    assert finding.rule == "reading" and expected in finding.message, finding.message
+    assert finding.cell == len(cells) and str(path) in str(finding)
+    assert "## Further reading" in finding.fix
+
+
+def test_further_reading_must_be_the_last_cell(write_nb) -> None:
+    """Is a Further reading section followed by another cell still reported?"""
+    path = write_nb("reading-early", [further_reading(), code("x = 1")], with_reading=False)
+    assert [f.rule for f in lint.lint([path])] == ["reading"]

@@ -1,7 +1,9 @@
 """The kit's promise: every notebook in the catalog (and the template) runs at cpu-tiny in CI.
 
-Each notebook is executed by papermill on the aifkit kernel through ``aifkit validate``, which
-enforces the catalog's cpu-tiny budget as a hard timeout and rejects suspiciously fast passes.
+The notebooks this session selected are executed together by one ``aifkit validate --jobs 2``
+run (papermill on the aifkit kernel, forked from one warm zygote), as ``make validate`` does;
+each notebook's test then reads its own outcome. ``validate`` enforces the catalog's cpu-tiny
+budget as a hard timeout and rejects suspiciously fast passes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from builders import COURSES
 from aifkit import catalog
 from aifkit.notebooks import reading
 from aifkit.notebooks.template import TEMPLATE_NAME
-from aifkit.notebooks.validate import validate
+from aifkit.notebooks.validate import Outcome, validate
 
 CATALOG = catalog.load(COURSES)
 # Figures a notebook must print when run with the real cluster up (None: present, any value).
@@ -30,11 +32,38 @@ EXPECTED_FIGURES: dict[str, dict[str, str | None]] = {
     },
 }
 NOTEBOOKS = [CATALOG.notebook_path(a) for a in CATALOG.assignments()] + [COURSES / TEMPLATE_NAME]
+JOBS = 2  # what CI's 2 cores and `make validate` use
 
 
 def _needs(notebook: Path) -> list[str]:
     needs: list[str] = reading.read(notebook).metadata.get("aifkit", {}).get("needs", [])
     return needs
+
+
+@pytest.fixture(scope="module")
+def outcomes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[Path, Outcome]:
+    """One validate run over the notebooks selected in this session (``-k`` keeps it short)."""
+    selected = [
+        item.callspec.params["notebook"]
+        for item in request.session.items
+        if item.originalname == "test_notebook_runs_at_cpu_tiny" and hasattr(item, "callspec")
+    ]
+    if any("slurm" in _needs(path) for path in selected):
+        request.getfixturevalue("slurm_cluster")  # validated with the real cluster up
+    work = tmp_path_factory.mktemp("validate")
+    found = validate(
+        selected,
+        tier="cpu-tiny",
+        jobs=JOBS,
+        report_dir=work / "report",
+        state_path=work / "state.json",
+    )
+    assert len(found) == len(selected), [o.notebook for o in found]
+    for path, outcome in zip(selected, found, strict=True):
+        assert outcome.notebook.endswith(path.name), (path, outcome.notebook)
+    return dict(zip(selected, found, strict=True))
 
 
 @pytest.mark.notebook
@@ -49,18 +78,9 @@ def _needs(notebook: Path) -> list[str]:
         for path in NOTEBOOKS
     ],
 )
-def test_notebook_runs_at_cpu_tiny(
-    notebook: Path, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """Does the notebook execute end to end at cpu-tiny within its budget?"""
-    if "slurm" in _needs(notebook):
-        request.getfixturevalue("slurm_cluster")  # validated with the real cluster up
-    (outcome,) = validate(
-        [notebook],
-        tier="cpu-tiny",
-        report_dir=tmp_path / "report",
-        state_path=tmp_path / "state.json",
-    )
+def test_notebook_runs_at_cpu_tiny(notebook: Path, outcomes: dict[Path, Outcome]) -> None:
+    """Did the notebook execute end to end at cpu-tiny within its budget?"""
+    outcome = outcomes[notebook]
     assert outcome.status == "passed", (
         f"{outcome.kind}: {outcome.reason} [cell {outcome.cell}]\n{outcome.traceback}"
     )

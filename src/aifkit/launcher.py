@@ -36,9 +36,16 @@ THREAD_VARS: tuple[str, ...] = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
-#: MKL's default (dynamic) caps its pool at the physical cores, and torch sizes its own pool
-#: from MKL's, so without this an allocation's word would be silently cut down.
-FORCED: Mapping[str, str] = {"MKL_DYNAMIC": "FALSE"}
+#: Always set, whatever the user's environment says.
+FORCED: Mapping[str, str] = {
+    # MKL's default (dynamic) caps its pool at the physical cores, and torch sizes its own pool
+    # from MKL's, so without this an allocation's word would be silently cut down.
+    "MKL_DYNAMIC": "FALSE",
+    # Nothing loads from a model or data set hub at run time (compute nodes have no internet, and
+    # a course must run the same everywhere): Hugging Face libraries read these when they import.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
 #: Set only when absent: a site or user value always wins.
 DEFAULTS: Mapping[str, str] = {
     "CUDA_DEVICE_ORDER": "PCI_BUS_ID",

@@ -352,6 +352,46 @@ def _rule_downloads(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     return findings
 
 
+# Further reading (issue 12 item 5): the last cell sends the learner to the real documentation.
+FURTHER_READING = "## Further reading"
+MIN_READING_LINKS = 2
+_MARKDOWN_LINK = re.compile(r"\[[^\]\n]+\]\((https://[^\s)]+)\)")
+
+
+def _rule_further_reading(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
+    """The last cell is markdown headed '## Further reading' with >= 2 https documentation links."""
+    fix = (
+        f"end the notebook with a markdown cell whose first line is '{FURTHER_READING}' and which "
+        f"lists at least {MIN_READING_LINKS} links [title](https://...) to the documentation of "
+        "what it taught (see courses/TEMPLATE.ipynb)"
+    )
+    if not nb.cells:
+        return [LintFinding(path, None, "reading", "the notebook has no cells", fix)]
+    index, last = len(nb.cells) - 1, nb.cells[-1]
+    source = reading.source_of(last)
+    first_line = source.strip().splitlines()[0].strip() if source.strip() else ""
+    if last.get("cell_type") != "markdown" or first_line != FURTHER_READING:
+        what = f"a {last.get('cell_type')} cell starting {first_line[:40]!r}"
+        return [
+            LintFinding(
+                path, index, "reading", f"the last cell is not '{FURTHER_READING}' ({what})", fix
+            )
+        ]
+    links = set(_MARKDOWN_LINK.findall(source))
+    if len(links) < MIN_READING_LINKS:
+        return [
+            LintFinding(
+                path,
+                index,
+                "reading",
+                f"'{FURTHER_READING}' has {len(links)} distinct https link(s), "
+                f"needs at least {MIN_READING_LINKS}",
+                fix,
+            )
+        ]
+    return []
+
+
 def _rule_fork_safety(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     sources = [(index, reading.source_of(cell)) for index, cell in reading.code_cells(nb)]
     return [
@@ -377,6 +417,7 @@ RULES: tuple[Rule, ...] = (
     _rule_nbgrader,
     _rule_markers,
     _rule_downloads,
+    _rule_further_reading,
     _rule_fork_safety,
 )
 
