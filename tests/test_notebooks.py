@@ -19,6 +19,18 @@ from aifkit.notebooks.template import TEMPLATE_NAME
 from aifkit.notebooks.validate import Outcome, validate
 
 CATALOG = catalog.load(COURSES)
+# Figures a notebook must print when run with the real cluster up (None: present, any value).
+EXPECTED_FIGURES: dict[str, dict[str, str | None]] = {
+    "d02-launching": {"AIFKIT_D02_JOB_NODES": "2", "AIFKIT_D02_JOB_WORLD_SIZE": "4"},
+    "d04-scaling-efficiency": {
+        "AIFKIT_D04_LAUNCH": "slurm",
+        "AIFKIT_D04_NODES_USED": "2",
+        "AIFKIT_D04_EFFICIENCY_2_NODES": None,
+        "AIFKIT_D04_MODEL_EFFICIENCY_2_NODES": None,
+        "AIFKIT_D04_JOB_S_1_NODE": None,
+        "AIFKIT_D04_JOB_S_2_NODES": None,
+    },
+}
 NOTEBOOKS = [CATALOG.notebook_path(a) for a in CATALOG.assignments()] + [COURSES / TEMPLATE_NAME]
 JOBS = 2  # what CI's 2 cores and `make validate` use
 
@@ -72,3 +84,9 @@ def test_notebook_runs_at_cpu_tiny(notebook: Path, outcomes: dict[Path, Outcome]
     assert outcome.status == "passed", (
         f"{outcome.kind}: {outcome.reason} [cell {outcome.cell}]\n{outcome.traceback}"
     )
+    for name, value in EXPECTED_FIGURES.get(notebook.parent.name, {}).items():
+        assert name in outcome.figures, f"{name} not printed; figures: {outcome.figures}"
+        if value is not None:
+            assert outcome.figures[name] == value, (
+                f"{name}={outcome.figures[name]}, expected {value}"
+            )
