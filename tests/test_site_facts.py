@@ -46,6 +46,7 @@ def test_selected_site_wins_and_describe_names_it(monkeypatch: pytest.MonkeyPatc
     assert memory.value == MELUXINA.partition("gpu").gpu_memory_gb * 1e9
     assert facts.value("factory_accelerator_bf16_dense") == facts.value("a100_bf16_dense") == 312e12
     assert facts.value("factory_accelerator_fp32") == facts.value("a100_fp32") == 19.5e12
+    assert facts.value("factory_accelerator_memory_bandwidth") == 1.555e12
     assert facts.value("gpus_per_node") == MELUXINA.partition("gpu").gpus_per_node == 4
     line = facts.describe("factory_accelerator_bf16_dense")
     assert "fact of site meluxina" in line and "nvidia.com/en-us/data-center/a100" in line
