@@ -132,3 +132,22 @@ def test_own_profile_overrides_and_bad_values(
     path = _profile(tmp_path / "sourceless", {"gpus_per_node": {"value": 8}}, source="")
     with pytest.raises(site.SiteError, match=r"facts\.gpus_per_node\.source"):
         site.load(str(path))
+
+
+def test_a_missing_site_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does a misspelt AIFKIT_SITE fail every fact lookup with the profiles there are?"""
+    monkeypatch.setenv(site.ENV_SITE, "meluxena")
+    with pytest.raises(FactsError, match=r"AIFKIT_SITE=meluxena: no site profile.*meluxina"):
+        facts.value("gpus_per_node")
+
+
+def test_facts_file_cannot_claim_a_site(tmp_path: Path) -> None:
+    """Is a 'site' key in facts.yml refused (site values live in site profiles)?"""
+    path = tmp_path / "facts.yml"
+    path.write_text(
+        "facts:\n  gpus_per_node:\n    value: 4\n    unit: GPUs\n    source: x\n"
+        "    kind: fact\n    site: meluxina\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(FactsError, match="site profile"):
+        facts.load(path)

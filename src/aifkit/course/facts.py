@@ -86,6 +86,16 @@ class FactsFile(Model):
     def _name_the_facts(cls, data: Any) -> Any:
         return name_entries(data, "facts")
 
+    @model_validator(mode="after")
+    def _no_site_values(self) -> FactsFile:
+        written = [name for name, fact in self.facts.items() if fact.site]
+        if written:
+            raise ValueError(
+                f"{', '.join(written)}: 'site' is not written in facts.yml; a site's own values "
+                "go under 'facts:' in its site profile"
+            )
+        return self
+
 
 def data_path() -> Path:
     """Where the packaged facts file lives."""
