@@ -70,6 +70,22 @@ def test_package_data_counts(digest, package: Path) -> None:
     assert digest() != before
 
 
+def test_the_selected_site_counts(digest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does choosing another site (AIFKIT_SITE), or editing a site's own profile, invalidate
+    the cache? Its facts and partitions change what the notebook computes."""
+    monkeypatch.delenv("AIFKIT_SITE", raising=False)
+    reference = digest()
+    monkeypatch.setenv("AIFKIT_SITE", "meluxina")
+    meluxina = digest()
+    assert meluxina != reference
+    own = tmp_path / "own-site.yml"
+    own.write_text("name: own\n", encoding="utf-8")
+    monkeypatch.setenv("AIFKIT_SITE", str(own))
+    before = digest()
+    _edit(own)
+    assert digest() != before
+
+
 def test_a_module_the_course_starts_importing_counts_from_then_on(digest, package: Path) -> None:
     """When course/jobs.py starts importing a new aifkit module, do edits to it count?"""
     client = package / "newclient.py"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from aifkit import resources
 from aifkit.errors import AifkitError
@@ -90,6 +90,41 @@ class StorageTier(Model):
     backed_up: bool = False
 
 
+def _number_from_text(raw: object) -> object:
+    """YAML 1.1 reads 989e12 (no dot in the mantissa) as text: read it as the number it spells."""
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+PositiveNumber = Annotated[
+    float,
+    BeforeValidator(_number_from_text),
+    Field(
+        gt=0,
+        allow_inf_nan=False,
+        description="a positive finite number (write a number such as 989e12)",
+    ),
+]
+
+
+class FactOverride(Model):
+    """The site's own value for a fact of facts.yml (``gpus_per_node``...), in that fact's unit.
+
+    Whether it is a fact or an assumption follows the profile's style: a fact unless
+    ``assumptions`` lists ``facts.<name>``. aifkit.course.facts checks the name and unit.
+    """
+
+    name: str = Field(default="", exclude=True)  # its key under ``facts``, filled in by Site
+    value: PositiveNumber
+    unit: str = ""  # when given, it must be the unit facts.yml states for the fact
+    source: str = ""  # empty: the profile's source
+    note: str = ""
+
+
 class Qos(Model):
     """One SLURM quality of service: a time limit and a priority on top of a partition."""
 
@@ -128,11 +163,15 @@ class Site(Model):
     )
     storage: dict[str, StorageTier] = Field(default_factory=dict)
     qos: dict[str, Qos] = Field(default_factory=dict)
+    facts: dict[str, FactOverride] = Field(
+        default_factory=dict,
+        description="a mapping of fact name (of facts.yml) -> the site's value, unit and source",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _name_the_partitions(cls, data: Any) -> Any:
-        for key in ("partitions", "storage", "qos"):
+        for key in ("partitions", "storage", "qos", "facts"):
             data = name_entries(data, key)
         return data
 
@@ -155,6 +194,11 @@ class Site(Model):
                 for name in part.qos
                 if name not in self.qos
             ]
+        problems += [
+            f"facts.{fact.name}.source: name where the value comes from (or a profile source)"
+            for fact in self.facts.values()
+            if not (fact.source.strip() or self.source.strip())
+        ]
         if self.assumptions and not self.source:
             problems.append(
                 "source: name the documentation the values that are not assumptions come from"
@@ -178,6 +222,10 @@ class Site(Model):
         parts = dotted.split(".")
         prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
         return "assumption" if prefixes & self.assumptions.keys() else "fact"
+
+    def fact_source(self, name: str) -> str:
+        """Where the site's value for fact ``name`` comes from: its own source, else the profile's."""
+        return self.facts[name].source or self.source
 
     @model_validator(mode="after")
     def _default_partition_exists(self) -> Site:

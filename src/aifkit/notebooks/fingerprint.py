@@ -1,7 +1,8 @@
 """Content hash of everything a notebook's execution depends on, for ``validate --cached``.
 
 Inputs: the code cells, the kernelspec (name and kernel.json), the tier and parameters, the
-dependency lock, the aifkit code a kernel can run, aifkit's package data, the files beside the
+dependency lock, the site the learner selects (``AIFKIT_SITE`` and a site's own profile file),
+the aifkit code a kernel can run, aifkit's package data, the files beside the
 notebook, and the globs it declares in ``metadata.aifkit.reads``. The aifkit code a kernel can
 run is the course library (``aifkit.course``), the kernel launcher and zygote, and every aifkit
 module those or the notebook's cells import, followed through import statements (``ast``): a
@@ -14,12 +15,14 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aifkit
 from aifkit import resources
+from aifkit.course.site import ENV_SITE
 from aifkit.notebooks import reading
 
 LOCK_FILE = "requirements.lock"
@@ -177,6 +180,8 @@ def fingerprint(
 
     add("tier", tier)
     add("parameters", json.dumps(dict(parameters or {}), sort_keys=True, default=str))
+    chosen_site = os.environ.get(ENV_SITE, "")
+    add("site", chosen_site)  # site.load() and facts read it: another site, other numbers
     for index, cell in reading.code_cells(nb):
         add(f"cell{index}", reading.source_of(cell))
     aifkit_meta = nb.metadata.get("aifkit", {})
@@ -188,6 +193,8 @@ def fingerprint(
         *(imported_names(code_only(reading.source_of(c))) for _, c in reading.code_cells(nb))
     )
     inputs = [*kernel_code(package, cell_imports), package / PACKAGE_DATA, path.parent]
+    if chosen_site.endswith((".yml", ".yaml")):  # a site's own profile, outside the package
+        inputs.append(Path(chosen_site))
     if root:
         inputs.append(root / LOCK_FILE)
         inputs.extend(p for glob in aifkit_meta.get("reads", []) for p in root.glob(glob))
