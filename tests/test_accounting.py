@@ -130,11 +130,13 @@ def sbatch(*args: str) -> str:
 
 
 def recorded(job_id: str, timeout_s: float = 60) -> accounting.JobUsage:
-    """The job's record once slurmdbd has its end (the controller sends it asynchronously)."""
+    """The job's record once slurmdbd has its start and its end (the controller sends them
+    asynchronously: a short job can be COMPLETED, named "allocation", with no partition yet)."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = accounting.jobs([job_id])
-        if (found and found[0].state not in ("PENDING", "RUNNING")) or time.monotonic() > deadline:
+        settled = found and found[0].state not in ("PENDING", "RUNNING") and found[0].partition
+        if settled or time.monotonic() > deadline:
             assert found, f"sacct has no record of job {job_id}"
             return found[0]
         time.sleep(1)
@@ -182,7 +184,8 @@ def test_sacct_records_cpu_time_memory_and_gpus_of_my_job() -> None:
     assert usage.max_rss_bytes and usage.max_rss_bytes >= 64 * 2**20, (
         "jobacct_gather/linux samples memory"
     )
-    assert usage.cpu_efficiency is not None and 0 < usage.cpu_efficiency <= 1.5
+    # Elapsed has whole seconds: a 1.5 CPU-s job may show 1 s of wall time (efficiency 1.55)
+    assert usage.cpu_efficiency is not None and 0 < usage.cpu_efficiency <= 2.0
     assert usage.gpu_hours == pytest.approx(usage.elapsed_s / 3600)
     me = getpass.getuser()
     share = slurm.run(
