@@ -53,4 +53,15 @@ if command -v sacctmgr >/dev/null && timeout 20 sacctmgr -n show cluster >/dev/n
       DefaultQOS=normal GrpTRESMins=gres/gpu="${SLURM_GPU_BUDGET:-6000}" >/dev/null || true
   done
   timeout 20 scontrol reconfigure
+  # slurmctld learns new associations from slurmdbd asynchronously: a learner's first sbatch
+  # would be "Invalid account" until its association (with this account's uid) is in its cache
+  for name in $USERS; do
+    want="UserName=$name($(id -u "$name"))"
+    for _ in $(seq 150); do
+      timeout 20 scontrol show assoc_mgr users="$name" flags=assoc 2>/dev/null | grep -qF "$want" && break
+      sleep 0.2
+    done
+    timeout 20 scontrol show assoc_mgr users="$name" flags=assoc 2>/dev/null | grep -qF "$want" \
+      || { echo "hub-test-users: slurmctld has no association for $name after 30 s" >&2; exit 1; }
+  done
 fi
