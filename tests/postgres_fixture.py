@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,9 +127,24 @@ def fresh_database(server: PostgresServer, prefix: str) -> Iterator[str]:
         yield server.url(name)
     finally:
         # WITH (FORCE): a test that left a connection open must not keep its database alive.
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop(admin, name)
         admin.close()
+
+
+def _drop(admin: Any, name: str, tries: int = 10) -> None:
+    """DROP DATABASE ... WITH (FORCE), retried: a backend the aifkit role may not terminate (an
+    autovacuum worker that has just started on the new database) refuses it for a moment."""
+    import psycopg2
+
+    for attempt in range(tries):
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg2.errors.InsufficientPrivilege, psycopg2.errors.ObjectInUse):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
