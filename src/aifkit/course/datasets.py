@@ -33,17 +33,25 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=1)
-def manifest() -> dict[str, str]:
-    """File name -> expected SHA-256, from SHA256SUMS (``sha256sum`` format)."""
-    if not MANIFEST.is_file():
-        return {}
+def read_sums(path: Path) -> dict[str, str]:
+    """File name -> SHA-256 from a ``sha256sum``-format file."""
     entries = {}
-    for line in MANIFEST.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             digest, name = line.split(maxsplit=1)
             entries[name.lstrip("*")] = digest
     return entries
+
+
+def write_sums(path: Path, entries: dict[str, str]) -> None:
+    """Write ``entries`` (file name -> SHA-256) in ``sha256sum`` format."""
+    path.write_text("".join(f"{d}  {n}\n" for n, d in entries.items()), encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def manifest() -> dict[str, str]:
+    """File name -> expected SHA-256, from SHA256SUMS (``sha256sum`` format)."""
+    return read_sums(MANIFEST) if MANIFEST.is_file() else {}
 
 
 def sample_path(name: str) -> Path:
@@ -68,9 +76,7 @@ def sample_text(name: str) -> str:
 def update_manifest() -> list[str]:
     """Rewrite SHA256SUMS from the files present; return the names listed."""
     names = sorted(p.name for p in SAMPLES_DIR.iterdir() if p.is_file() and p != MANIFEST)
-    MANIFEST.write_text(
-        "".join(f"{sha256(SAMPLES_DIR / n)}  {n}\n" for n in names), encoding="utf-8"
-    )
+    write_sums(MANIFEST, {n: sha256(SAMPLES_DIR / n) for n in names})
     manifest.cache_clear()
     return names
 

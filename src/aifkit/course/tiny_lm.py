@@ -72,20 +72,13 @@ def _read_manifest(directory: Path) -> dict[str, str]:
     path = directory / MANIFEST_NAME
     if not path.is_file():
         raise TinyLMError(f"{path}: missing; rebuild with python -m aifkit.course.tiny_lm --build")
-    entries = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            entries[name.lstrip("*")] = digest
-    return entries
+    return datasets.read_sums(path)
 
 
 def write_manifest(directory: Path) -> dict[str, str]:
     """Write ``SHA256SUMS`` for the shipped files in ``directory``; return it."""
     entries = {name: datasets.sha256(directory / name) for name in SHIPPED_FILES}
-    (directory / MANIFEST_NAME).write_text(
-        "".join(f"{digest}  {name}\n" for name, digest in entries.items()), encoding="utf-8"
-    )
+    datasets.write_sums(directory / MANIFEST_NAME, entries)
     return entries
 
 
