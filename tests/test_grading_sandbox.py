@@ -126,6 +126,36 @@ def test_output_flood_is_cut_and_interrupted(tmp_path: Path) -> None:
     assert time.monotonic() - started < 15
 
 
+FORGE = """\
+kernel = get_ipython().kernel
+session, iopub, parent = kernel.session, kernel.iopub_socket, kernel.get_parent()
+for frames in ([b'x', b'<IDS|MSG>', b'forged', b'{}', b'{}', b'{}', b'{}'], [b'no delimiter'],
+               [b'<IDS|MSG>'], [b'<IDS|MSG>', b'', b'{}', b'{}', b'{}', b'{}']):
+    iopub.send_multipart(frames)
+replayed = session.serialize(session.msg('stream', {'name': 'stdout', 'text': 'R'}, parent=parent))
+iopub.send_multipart(replayed)
+iopub.send_multipart(replayed)
+for kind, content in (('stream', {'name': 'stdout', 'text': 5}), ('display_data', {'data': 'x'}),
+                      ('error', {}), ('execute_result', {'data': {}})):
+    session.send(iopub, kind, content, parent=parent)
+parts = [session.pack(session.msg_header('stream')), session.pack(parent['header']), b'{}', b'[1]']
+iopub.send_multipart([b'<IDS|MSG>', session.sign(parts), *parts])
+print('after')
+"""
+
+
+def test_malformed_messages_from_the_kernel_are_left_out(tmp_path: Path) -> None:
+    """Learner code reaches the kernel's sockets: whatever it sends there that does not decode
+    (forged, replayed, truncated) or decodes to nonsense is left out, never a grader error."""
+    nb, execution = _run(FORGE, "def square(x):\n    return x * x", TEST, tests={2}, tmp=tmp_path)
+    first = execution.cells[0]  # type: ignore[attr-defined]
+    assert first.status == "ok", first.detail
+    assert "malformed message(s) from the kernel were left out" in first.detail
+    assert "after" in str(nb.cells[0].outputs)
+    assert _score(nb, execution, 2) == 1
+    nbformat.validate(nb)
+
+
 def test_timeout_then_the_next_cell_still_runs(tmp_path: Path) -> None:
     nb, execution = _run("import time\ntime.sleep(60)", "print('after')", tmp=tmp_path)
     assert execution.cells[0].status == "timeout"  # type: ignore[attr-defined]

@@ -217,10 +217,19 @@ class _CellReader:
         self.outputs: list[nbformat.NotebookNode] = []
         self.budget = budget  # bytes left for the whole notebook, shared between cells
         self.over_budget = False
+        self.dropped = 0  # malformed messages from the kernel, left out
         self._clear_pending = False
 
     def handle(self, msg: dict[str, Any]) -> bool:
-        """Take one iopub message; True when the kernel went idle."""
+        """Take one iopub message; True when the kernel went idle. A message whose content is
+        not what its type promises (the kernel may send anything) is dropped and counted."""
+        try:
+            return self._handle(msg)
+        except Exception:  # any defect of a kernel's message is the kernel's
+            self.dropped += 1
+            return False
+
+    def _handle(self, msg: dict[str, Any]) -> bool:
         kind, content = msg["msg_type"], msg["content"]
         if kind == "status":
             return bool(content.get("execution_state") == "idle")
@@ -282,19 +291,15 @@ def _run_cell(
             interrupted_at = now
         if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE_S:
             return status, reader.outputs, None, "the kernel did not stop when interrupted"
-        try:
-            msg = client.get_iopub_msg(timeout=0.2)
-        except queue.Empty:
-            msg = None
-            if not km.is_alive():
-                return "dead", reader.outputs, None, "the kernel died"
+        msg = _receive(client.get_iopub_msg, 0.2, reader)
+        if msg is None and not km.is_alive():
+            return "dead", reader.outputs, None, "the kernel died"
         if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
             idle = reader.handle(msg) or idle
         if reply is None:
-            with contextlib.suppress(queue.Empty):
-                shell = client.get_shell_msg(timeout=0)
-                if shell["parent_header"].get("msg_id") == msg_id:
-                    reply = shell["content"]
+            shell = _receive(client.get_shell_msg, 0, reader)
+            if shell is not None and shell["parent_header"].get("msg_id") == msg_id:
+                reply = shell["content"]
     if status == "ok" and reply.get("status") != "ok":
         status = "error"
     detail = {
@@ -302,7 +307,31 @@ def _run_cell(
         "output-limit": "the cell printed more than the output limit and was interrupted",
         "error": f"{reply.get('ename', 'error')}: {reply.get('evalue', '')}".strip(),
     }.get(status, "")
-    return status, reader.outputs, reply.get("execution_count"), detail
+    if reader.dropped:
+        detail = f"{detail}; " if detail else ""
+        detail += f"{reader.dropped} malformed message(s) from the kernel were left out"
+    count = reply.get("execution_count")
+    return status, reader.outputs, count if isinstance(count, int) else None, detail
+
+
+def _receive(get: Any, timeout: float, reader: _CellReader) -> dict[str, Any] | None:
+    """The next message of one channel, or None when none came within ``timeout``.
+
+    The kernel runs the learner's code, which can reach its sockets: a message that does not
+    decode (bad or replayed signature, no delimiter, not JSON) or lacks a dict header, parent or
+    content is dropped and counted on ``reader``, never raised as a grader error.
+    """
+    try:
+        msg = get(timeout=timeout)
+    except queue.Empty:
+        return None
+    except Exception:  # jupyter_client raises ValueError, TypeError, KeyError...
+        reader.dropped += 1
+        return None
+    if not all(isinstance(msg.get(part), dict) for part in ("parent_header", "content")):
+        reader.dropped += 1
+        return None
+    return msg  # type: ignore[no-any-return]
 
 
 def run_notebook(
