@@ -156,6 +156,29 @@ def test_malformed_messages_from_the_kernel_are_left_out(tmp_path: Path) -> None
     nbformat.validate(nb)
 
 
+TORCHRUN = """\
+import socket, subprocess, sys
+print('resolves to', socket.gethostbyname(socket.gethostname()))
+open('w.py', 'w').write("import torch.distributed as d; d.init_process_group('gloo'); open(f'rank{d.get_rank()}', 'w').write(str(d.get_world_size())); d.destroy_process_group()")
+port = socket.create_server(('127.0.0.1', 0)).getsockname()[1]
+run = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nnodes=1', '--nproc-per-node=2',
+                      '--rdzv-backend=c10d', f'--rdzv-endpoint=127.0.0.1:{port}', 'w.py'],
+                     capture_output=True, text=True, timeout=50)
+print(run.returncode, sorted((name, open(name).read()) for name in ('rank0', 'rank1')))
+"""
+
+
+def test_the_sandbox_resolves_its_own_hostname_so_torchrun_starts(tmp_path: Path) -> None:
+    """torchrun's c10d rendezvous advertises the agent's hostname: inside the sandbox it must
+    resolve (to 127.0.0.1), or the rendezvous retries until the cell's time limit."""
+    limits = sandbox.Limits(cell_timeout_s=60, notebook_timeout_s=90, processes=64)
+    nb, execution = _run(TORCHRUN, limits=limits, tmp=tmp_path)
+    text = str(nb.cells[0].outputs)
+    assert execution.cells[0].status == "ok", (execution.cells[0].detail, text)  # type: ignore[attr-defined]
+    assert "resolves to 127.0.0.1" in text
+    assert "0 [('rank0', '2'), ('rank1', '2')]" in text, text
+
+
 def test_timeout_then_the_next_cell_still_runs(tmp_path: Path) -> None:
     nb, execution = _run("import time\ntime.sleep(60)", "print('after')", tmp=tmp_path)
     assert execution.cells[0].status == "timeout"  # type: ignore[attr-defined]

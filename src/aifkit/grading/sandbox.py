@@ -23,12 +23,14 @@ from pathlib import Path
 
 from aifkit.errors import AifkitError
 from aifkit.grading.limits import Limits
+from aifkit.resources import data_path
 
 SANDBOX_UID_BASE = 61000  # one unprivileged uid per running kernel: 61000, 61001, ...
 SANDBOX_SLOTS = 256
 SLOT_LOCKS = Path("/run/aifkit-sandbox")  # root-only: one lock file per uid in use
 INSIDE_WORKDIR = "/home/learner/work"  # where the submission's scratch copy appears
 INSIDE_HOME = "/home/learner"
+SANDBOX_HOSTNAME = "sandbox"  # resolves to 127.0.0.1 inside: see aifkit/data/sandbox/hosts
 
 # Read-only parts of /etc that programs need; never the whole of /etc (secrets live there).
 ETC_FILES = (
@@ -39,7 +41,6 @@ ETC_FILES = (
     "passwd",
     "group",
     "nsswitch.conf",
-    "hosts",
     "ssl",
     "ca-certificates",
     "fonts",
@@ -128,7 +129,7 @@ class Bubblewrap:
             command += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
             command += ["--unshare-cgroup-try"]
         command += ["--die-with-parent", "--new-session"]
-        command += ["--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
+        command += ["--hostname", SANDBOX_HOSTNAME, "--proc", "/proc", "--dev", "/dev"]
         # Every tmpfs is sized (host memory otherwise): memory_mb / 4 in all, see Limits.
         sizes = {path: str(size) for path, size in limits.tmpfs_bytes().items()}
         command += ["--perms", "1777", "--size", sizes["/dev/shm"], "--tmpfs", "/dev/shm"]
@@ -169,8 +170,10 @@ def _system_binds() -> list[str]:
             binds += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             binds += ["--ro-bind", str(path), str(path)]
+    binds += ["--perms", "0755", "--dir", "/etc"]  # bwrap would make it 0700: unreadable
     for name in ETC_FILES:
         binds += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    binds += ["--ro-bind", str(data_path("sandbox", "hosts")), "/etc/hosts"]
     cpu = "/sys/devices/system/cpu"  # lscpu and os.sched_getaffinity's neighbours read it (a02)
     if Path(cpu).is_dir():
         binds += [*_parents(Path(cpu)), "--ro-bind", cpu, cpu]
