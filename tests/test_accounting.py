@@ -79,6 +79,14 @@ def test_sacct_rows_fold_steps_into_their_job() -> None:
         accounting.parse_sacct("sacct: error: Slurm accounting storage is disabled\n")
 
 
+def test_a_record_is_settled_once_final_with_its_start() -> None:
+    """A finished job whose start slurmdbd has not yet received (no partition) is not settled."""
+    first, second, third = accounting.parse_sacct(SACCT)
+    assert first.settled and second.settled and not third.settled
+    early = accounting.parse_sacct(SACCT.replace("|budget|debug|COMPLETED|", "|budget||COMPLETED|"))
+    assert not early[0].settled, "no partition yet: the start has not reached the database"
+
+
 def test_budget_limits_from_assoc_mgr() -> None:
     """Are the GPU-minute limits of the user, the account and the QOS read, with their usage?"""
     limits = accounting.parse_assoc_mgr(ASSOC_MGR, user="root", account=ACCOUNT)
@@ -129,19 +137,6 @@ def sbatch(*args: str) -> str:
     return slurm.parse_job_id(done.stdout)
 
 
-def recorded(job_id: str, timeout_s: float = 60) -> accounting.JobUsage:
-    """The job's record once slurmdbd has its start and its end (the controller sends them
-    asynchronously: a short job can be COMPLETED, named "allocation", with no partition yet)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = accounting.jobs([job_id])
-        settled = found and found[0].state not in ("PENDING", "RUNNING") and found[0].partition
-        if settled or time.monotonic() > deadline:
-            assert found, f"sacct has no record of job {job_id}"
-            return found[0]
-        time.sleep(1)
-
-
 @on_cluster
 def test_two_nodes_are_idle_and_a_job_spans_both() -> None:
     """Does sinfo show two nodes, and a 2-task job run one task on each (SLURMD_NODENAME)?"""
@@ -177,7 +172,7 @@ def test_sacct_records_cpu_time_memory_and_gpus_of_my_job() -> None:
     job_id = sbatch(
         "--gres=gpu:1", "--time=2", "--job-name=acct-busy", f"--wrap=python3 -c '{busy}'"
     )
-    usage = recorded(job_id)
+    (usage,) = accounting.settled_jobs([job_id])
     assert (usage.state, usage.name, usage.account) == ("COMPLETED", "acct-busy", ACCOUNT)
     assert (usage.req_gpus, usage.alloc_gpus, usage.alloc_cpus) == (1, 1, 1)
     assert usage.total_cpu_s >= 1.4, f"the job burnt 1.5 s of CPU, sacct says {usage.total_cpu_s}"
@@ -226,7 +221,7 @@ def test_a_job_over_the_qos_gpu_minutes_waits_with_the_reason() -> None:
     finally:
         slurm.cancel(job_id)
     small = sbatch("--qos=budget", "--gres=gpu:2", "--time=30", "--wrap=true")  # 60: fits
-    assert recorded(small).state == "COMPLETED"
+    assert accounting.settled_jobs([small])[0].state == "COMPLETED"
 
 
 @on_cluster

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import re
+import time
 from dataclasses import dataclass
 
 from aifkit import slurm
@@ -28,6 +29,7 @@ __all__ = [
     "parse_assoc_mgr",
     "parse_sacct",
     "sacct_command",
+    "settled_jobs",
 ]
 
 SACCT_FIELDS = (
@@ -49,6 +51,19 @@ SACCT_FIELDS = (
     "NNodes",
 )
 NO_ACCOUNTING = "no accounting on this cluster"
+FINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+    }
+)
 _GPU = "gres/gpu"
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _GPU_LIMIT = re.compile(r"(?:^|,)gres/gpu=(N|\d+)\((\d+)\)")
@@ -78,6 +93,12 @@ class JobUsage:
     nodes: int
     total_cpu_s: float  # CPU time its processes used (user + system)
     max_rss_bytes: int | None  # peak memory of its largest task; None when not sampled
+
+    @property
+    def settled(self) -> bool:
+        """Is the record final? slurmdbd gets a job's start and its end separately: until the
+        start arrives, a short job that already ended shows as "allocation", with no partition."""
+        return self.state in FINAL_STATES and bool(self.partition)
 
     @property
     def cpu_efficiency(self) -> float | None:
@@ -283,6 +304,27 @@ def jobs(
         raise AccountingError(f"sacct failed: {done.stderr.strip()}")
     found = parse_sacct(done.stdout)
     return [_with_live_reason(usage, timeout_s) for usage in found]
+
+
+def settled_jobs(
+    job_ids: list[str], *, deadline_s: float = 60, poll_s: float = 0.5
+) -> list[JobUsage]:
+    """``jobs(job_ids)``, asked again until every one is ``settled``.
+
+    Raises ``AccountingError`` naming the jobs still open after ``deadline_s``.
+    """
+    start = time.monotonic()
+    while True:
+        found = jobs(job_ids)
+        open_ids = set(job_ids) - {job.job_id for job in found if job.settled}
+        if not open_ids:
+            return found
+        if time.monotonic() - start > deadline_s:
+            raise AccountingError(
+                f"jobs {', '.join(sorted(open_ids))} have no final record after {deadline_s:g} s: "
+                "see `squeue --me` (still queued or running?)"
+            )
+        time.sleep(poll_s)
 
 
 def _with_live_reason(usage: JobUsage, timeout_s: float) -> JobUsage:
