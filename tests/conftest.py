@@ -6,6 +6,7 @@ Jupyter data folder goes on JUPYTER_PATH so that its own ``aifkit`` kernelspec i
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import nbgrader.api
 import pytest
 from builders import REPO, answer, build, code, grader_cell
 
@@ -23,6 +25,11 @@ pytest_plugins = ["postgres_fixture", "hub_fixture"]
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     p for p in (str(jupyter_data_dir()), os.environ.get("JUPYTER_PATH", "")) if p
 )
+
+# nbgrader stamps every new gradebook with its migrations' head, which it asks a subprocess
+# (`alembic heads`, about 3 s) for each time. The head is fixed by the installed nbgrader: ask
+# once per test session, for real, instead of once per course the tests create.
+nbgrader.api.get_alembic_version = functools.cache(nbgrader.api.get_alembic_version)
 
 
 # What a test needs, told by the fixtures it uses (fixtures asked for by other fixtures
