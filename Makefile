@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/autograde.py
 	$(BIN)/python benchmarks/guard.py
 	$(BIN)/python benchmarks/hub_load.py
+	$(BIN)/python benchmarks/similarity.py
 
 clean:
 	rm -rf build .aifkit .pytest_cache .mypy_cache .ruff_cache

@@ -202,3 +202,24 @@ def report(root: Path, assignment: str, output: Path | None) -> None:
     written = write_report(course.root, assignment, out, db_url=course.db_url)
     click.echo(render_report(course.root, assignment, db_url=course.db_url))
     click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+@grade.command()
+@root_option
+@click.argument("assignment")
+@click.option("--output", "-o", default=None, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--top", default=20, show_default=True, type=click.IntRange(1), help="Pairs shown.")
+def similarity(root: Path, assignment: str, output: Path | None, top: int) -> None:
+    """Rank pairs of learners by how alike their code is (on this machine; nothing penalised)."""
+    from aifkit.grading import similarity as compare
+
+    course = _course(root)
+    out = output or course.root / "grading-reports" / assignment
+    out.mkdir(parents=True, exist_ok=True)
+    report = compare.compare(course, assignment)
+    click.echo(compare.render(report, top), nl=False)
+    written = [
+        compare.write_csv(report, out / "similarity.csv"),
+        compare.write_html(report, out / "similarity.html", top),
+    ]
+    click.echo("wrote " + ", ".join(str(p) for p in written))
