@@ -10,6 +10,7 @@ hostile submissions be skipped with a reason while the rest are compared.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -209,10 +210,23 @@ def test_unreadable_submissions_are_skipped_with_a_reason(course: Course, tmp_pa
     broken = course.folder("submitted", "trudy", ASSIGNMENT)
     broken.mkdir(parents=True)
     (broken / f"{ASSIGNMENT}.ipynb").write_text("{not json", encoding="utf-8")
+    deep = course.folder("submitted", "oscar", ASSIGNMENT)
+    deep.mkdir(parents=True)
+    (deep / f"{ASSIGNMENT}.ipynb").write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
+    odd = course.folder("submitted", "walter", ASSIGNMENT)
+    odd.mkdir(parents=True)
+    cells = [
+        7,
+        {"cell_type": "code", "metadata": [], "source": [1, "x = 1"]},
+        {"cell_type": "code"},
+    ]
+    (odd / f"{ASSIGNMENT}.ipynb").write_text(json.dumps({"cells": cells}), encoding="utf-8")
     report = similarity.compare(course, ASSIGNMENT)
     assert "symbolic link" in report.skipped["mallory"]
     assert "not valid JSON" in report.skipped["trudy"]
-    assert "ana" in report.learners and len(report.learners) == 7
+    assert "too deeply" in report.skipped["oscar"]
+    assert "walter" in report.learners, "malformed cells are passed over, the rest compared"
+    assert "ana" in report.learners and len(report.learners) == 8
 
 
 def test_the_cli_writes_csv_and_escaped_html(course: Course, tmp_path: Path) -> None:

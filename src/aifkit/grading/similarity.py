@@ -146,15 +146,21 @@ def _windows(statement: list[tuple[str, int]], k: int) -> list[list[tuple[str, i
 
 
 def code_cells(nb: dict[str, Any]) -> Iterable[tuple[int, str]]:
-    """(index, source) of every code cell that is not an autograder test."""
-    for index, cell in enumerate(nb.get("cells", [])):
+    """(index, source) of every code cell that is not an autograder test; malformed cells (a
+    learner's notebook is any JSON) are passed over."""
+    cells = nb.get("cells", [])
+    for index, cell in enumerate(cells if isinstance(cells, list) else []):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if isinstance(meta, dict) and meta.get("grade") and not meta.get("solution"):
+        meta = cell.get("metadata")
+        nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
+        if isinstance(nbgrader, dict) and nbgrader.get("grade") and not nbgrader.get("solution"):
             continue
         source = cell.get("source", "")
-        yield index, "".join(source) if isinstance(source, list) else str(source)
+        if isinstance(source, list):
+            source = "".join(part for part in source if isinstance(part, str))
+        if isinstance(source, str):
+            yield index, source
 
 
 def _read_notebook(path: Path) -> dict[str, Any]:
@@ -167,6 +173,8 @@ def _read_notebook(path: Path) -> dict[str, Any]:
         nb = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path.name} is not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path.name} nests its JSON too deeply to be a notebook") from None
     if not isinstance(nb, dict):
         raise ValueError(f"{path.name} is not a notebook (its JSON is not an object)")
     return nb
