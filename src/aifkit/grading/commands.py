@@ -223,3 +223,31 @@ def similarity(root: Path, assignment: str, output: Path | None, top: int) -> No
         compare.write_html(report, out / "similarity.html", top),
     ]
     click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+@grade.command()
+@root_option
+@click.argument("assignment")
+@click.argument("when")
+def due(root: Path, assignment: str, when: str) -> None:
+    """Set ASSIGNMENT's due date, WHEN with its timezone ("2026-12-01 17:00 CET")."""
+    from aifkit.grading import late
+
+    course = _course(root)
+    stored = late.set_due(course, assignment, when)
+    rule = late.rule_for(course.late_rules(), assignment)
+    click.echo(f"{assignment} is due {stored:%Y-%m-%d %H:%M} UTC; late rule: {rule.describe()}")
+
+
+@grade.command()
+@root_option
+@click.argument("assignment")
+@click.argument("student")
+@click.option("--hours", type=click.FloatRange(0), required=True, help="0 removes it.")
+def extend(root: Path, assignment: str, student: str, hours: float) -> None:
+    """Give STUDENT more time for ASSIGNMENT (after collect; autograde again to apply it)."""
+    from aifkit.grading import late
+
+    course = _course(root)
+    late.grant_extension(course, assignment, student, hours)
+    click.echo(f"{student}: {hours:g} h extension for {assignment}")

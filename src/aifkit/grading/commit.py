@@ -34,13 +34,8 @@ def _write_gradebook(course: Course, job: GradingJob, outcome: GradingOutcome) -
     result = outcome.result
     scores = {(t.notebook, t.grade_id): t for t in result.tests}
     answers = {(a.notebook, a.grade_id): a for a in result.answers}
-    timestamp = course.coursedir.get_existing_timestamp(
-        str(course.folder("submitted", job.student, job.assignment))
-    )
     with course.gradebook() as gb:
-        gb.update_or_create_student(job.student)
-        extra = {"timestamp": timestamp} if timestamp else {}
-        gb.update_or_create_submission(job.assignment, job.student, **extra)
+        record_submission(course, gb, job.assignment, job.student)
         for name, spec in job.specs.items():
             for grade_id in spec.tests:
                 grade = gb.find_grade(grade_id, name, job.assignment, job.student)
@@ -60,6 +55,16 @@ def _write_gradebook(course: Course, job: GradingJob, outcome: GradingOutcome) -
                 _comments(gb, nbformat.from_dict(nb), name, job, compute_checksum)
         gb.db.commit()
     _late_penalties(course, job, outcome)
+
+
+def record_submission(course: Course, gb: Any, assignment: str, student: str) -> None:
+    """The learner and their submission in the gradebook, with ``timestamp.txt``'s time."""
+    timestamp = course.coursedir.get_existing_timestamp(
+        str(course.folder("submitted", student, assignment))
+    )
+    gb.update_or_create_student(student)
+    extra = {"timestamp": timestamp} if timestamp else {}
+    gb.update_or_create_submission(assignment, student, **extra)
 
 
 def _comments(

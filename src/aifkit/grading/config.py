@@ -6,7 +6,8 @@ from typing import Any
 
 
 def configure(c: Any) -> None:
-    """Sandboxed, fail-closed autograde; feedback without hidden tests; sanitized HTML."""
+    """Sandboxed, fail-closed autograde; the course's late policy; feedback without hidden tests;
+    sanitized HTML."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
         AssignLatePenalties,
@@ -16,6 +17,7 @@ def configure(c: Any) -> None:
     )
 
     from aifkit.grading.feedback import feedback_config, formgrader_config
+    from aifkit.grading.late import LatePolicy
     from aifkit.grading.nbgrader_hooks import FailClosedSaveAutoGrades, SandboxedExecute
 
     c.Autograde.autograde_preprocessors = [
@@ -27,6 +29,7 @@ def configure(c: Any) -> None:
         AssignLatePenalties,
         CheckCellMetadata,
     ]
+    c.AssignLatePenalties.plugin_class = LatePolicy  # the course's c.LatePolicy.rules
     c.OverwriteCells.add_missing_cells = True
     feedback_config(c)
     formgrader_config(c)  # formgrader shows learner HTML sanitized too

@@ -20,6 +20,7 @@ from aifkit.errors import AifkitError
 from aifkit.grading import stock_intake
 
 if TYPE_CHECKING:
+    from aifkit.grading.late import LateRule
     from aifkit.grading.limits import Limits
 
 CONFIG_FILE = "nbgrader_config.py"
@@ -57,7 +58,21 @@ class Course:
 
         configure(config)  # aifkit's guarantees apply whatever the course file says
         _venv_on_path()
-        return cls(root=root, config=config)
+        course = cls(root=root, config=config)
+        course.late_rules()  # a bad late rule stops here, named, before any grading
+        return course
+
+    def late_rules(self) -> dict[str, LateRule]:
+        """The course's late rules by assignment (``c.LatePolicy.rules``), checked."""
+        from aifkit.grading.late import LatePolicyError, parse_rules
+
+        rules = self.config.LatePolicy.get("rules", {})
+        try:
+            if not isinstance(rules, dict):
+                raise LatePolicyError("c.LatePolicy.rules must be a dict: assignment -> rule")
+            return parse_rules(rules)
+        except LatePolicyError as error:
+            raise GradingError(f"{self._config_source()}: {error}") from None
 
     def limits(self, **flags: float | None) -> Limits:
         """The grading limits: defaults < this course's ``c.SandboxedExecute`` settings < ``flags``.
