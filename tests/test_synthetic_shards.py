@@ -27,7 +27,7 @@ def test_round_trip_with_a_ragged_last_shard(tmp_path: Path) -> None:
 def test_a_changed_shard_is_refused_by_name(tmp_path: Path) -> None:
     shards.write({"y": np.arange(8)}, tmp_path, rows_per_shard=4)
     np.save(tmp_path / "y-00001.npy", np.zeros(4, dtype=np.int64))
-    with pytest.raises(DatasetError, match="y-00001.npy"):
+    with pytest.raises(DatasetError, match=r"y-00001\.npy"):
         shards.read(tmp_path)
 
 
