@@ -29,8 +29,8 @@ Structure it reproduces
   0.17 % and what issuers report for card-not-present payments).
 - Customers: ``customers`` cardholders (default one per 40 transactions), each with an activity
   level (gamma, shape 2), a typical spend (log-normal factor, sigma 0.7, on top of the merchant
-  category's median), an account age (4 % opened in the last 90 days), and with probability
-  0.25 one trip of 2-9 days, 50-20,000 km from home, in the period.
+  category's median), an account age (4 % opened less than 90 days before the period), and
+  with probability 0.25 one trip of 2-9 days, 50-20,000 km from home, in the period.
 - Seasonality: a daily cycle per merchant category (shops by day, restaurants at lunch and in the
   evening, digital goods late) and a weekly one (busy Friday and Saturday, quiet Sunday).
 - Genuine amounts: log-normal, median = category median x the customer's typical-spend factor,
@@ -46,7 +46,7 @@ Structure it reproduces
      bursts of about 4 payments minutes apart.
   2. counterfeit card present (25 %): a skimmed card cloned and used in shops far from home, by
      day, about 3 payments hours apart, big amounts (electronics, jewellery, fuel).
-  3. new-account bust-out (15 %): an account opened in the last 90 days (often a synthetic
+  3. new-account bust-out (15 %): an account opened less than 90 days before (often a synthetic
      identity) is maxed out, about 6 payments within a day or two, near home, big amounts.
   Fraud amounts are drawn WITHOUT the customer's typical-spend factor (x2.2-3.3 the category
   median, sigma 0.5): in absolute terms they sit inside the spread of genuine amounts (customer
