@@ -50,8 +50,9 @@ Structure it reproduces
 * Land cover as spatially smooth random fields: an "elevation" field (water in the lowest
   part, snow on the highest in snowy tiles) and a land-use field split into vegetation, bare
   soil and urban, both Gaussian random fields made by filtering white noise in the Fourier
-  domain; per-tile fractions vary (some tiles are all vegetation, some half water, one in five
-  has snow).
+  domain; per-tile fractions vary (some tiles are all vegetation, some half water, three in ten
+  have snow; ``snow_tile_rate``). Bare soil and urban brightness varies most between tiles
+  (wet dark soil to bright sand).
 * Spectral signatures of each surface (typical values from the USGS spectral library,
   Kokaly et al. 2017, https://doi.org/10.5066/F7RR1WDJ) with per-tile and per-pixel variation:
   vegetation has a high NDVI (NIR >> red), water is dark in NIR and SWIR, snow is bright in the
@@ -65,36 +66,42 @@ Structure it reproduces
   (2 + (1-g) tau), g = 0.85 (e.g. Bohren 1987, Am. J. Phys. 55, 524), a bit lower in SWIR-1
   (droplets absorb), added to the surface seen through the cloud (adding method,
   (1-R)^2 rho / (1 - R rho)). Thick cloud (tau >= 8): bright in every band including SWIR-1;
-  thin cloud (1 <= tau < 8, and cirrus): a semi-transparent blend with the ground.
-* Cirrus: in ``cirrus_rate`` of the tiles, a high (10 km) ice-cloud layer with tau 0.3-3: nearly
-  invisible in the visible, but it is above the water vapour, so it shows in B10 (1375 nm),
-  where the ground and low clouds are absorbed away (vapour transmittance exp(-k exp(-z/2 km))).
+  thin cloud (0.7 <= tau < 8, and cirrus): a semi-transparent blend with the ground.
+* Cirrus: in ``cirrus_rate`` of the tiles, a high (10 km) ice-cloud layer with tau up to 3
+  (labelled thin cloud from 0.3): nearly invisible in the visible, but it is above the water
+  vapour, so it shows in B10 (1375 nm), where the ground and low clouds are absorbed away
+  (two-way vapour transmittance above height z: exp(-k exp(-z / 2 km)), k = 3-5 per tile).
 * Cloud shadows: each tile's cumulus layer has a cloud-top height (log-normal, median 1.2 km);
   the shadow is the cloud field moved by h tan(zenith) away from the sun (shadows of clouds
   outside the tile fall into it too). Shadowed ground keeps only the diffuse skylight (more of
-  it in blue than in SWIR); pixels whose direct sunlight is more than halved are labelled
-  shadow, unless cloud.
+  it in blue than in SWIR); pixels that keep less than a quarter of the direct sunlight are
+  labelled shadow, unless cloud. Cirrus casts no shadow here.
 * Atmosphere: Rayleigh optical depth from Hansen & Travis (1974, Space Sci. Rev. 16, 527),
   single-scattering path reflectance (blue haze), a per-tile aerosol optical depth
   (Angstrom exponent 1.3), two-way transmittance; sensor noise sqrt((``noise_std``)^2 +
   (0.005 rho)^2), rounding to DN.
 * Label noise: annotators draw boundaries, and they wobble: at every pixel whose 4-neighbours
   carry another class, with probability ``label_noise`` the label becomes that of a random
-  4-neighbour. With the defaults about 4-5 % of all labels differ from ``true_masks``, all of
+  4-neighbour. With the defaults about 5 % of all labels differ from ``true_masks``, all of
   them at class boundaries.
 
-Class fractions with the defaults (measured on 400 tiles): about 55 % clear, 23 % thick
-cloud, 14 % thin cloud, 8 % cloud shadow.
+Measured with the defaults (400 tiles, seed 11): 46 % clear, 24 % thick cloud, 18 % thin cloud,
+12.5 % cloud shadow (true classes); land cover 53 % vegetation, 17 % bare soil, 11 % urban,
+10 % snow, 10 % water; 5.0 % of the annotated labels differ from the true ones.
 
 What a simple baseline misses
 -----------------------------
-A brightness threshold (cloud if blue reflectance > t), the oldest cloud test, finds thick
-clouds (cloud IoU about 0.6) but calls snow cloud and misses thin cloud and cirrus. A per-pixel
-model on all bands (e.g. gradient boosting) learns the physics: snow is dark in SWIR-1, cirrus
-shows in B10, thin cloud raises the visible bands over dark ground (cloud IoU about 0.85).
-What remains needs context: shadows look like water or dark ground pixel by pixel, and are
-told apart by a cloud at the sun-angle offset; cloud edges and thin cloud over bright ground
-need the neighbourhood (local means, a U-Net).
+Scores on a held-out seed (120 tiles of seed 2; models fitted on seed 1), cloud = thick or thin,
+against the annotated (noisy) masks. Calling every pixel cloud: IoU 0.42. A brightness threshold
+(cloud if blue reflectance > t, t = 0.18 tuned on the training seed), the oldest cloud test:
+IoU 0.73; it finds thick clouds but calls every clear snow pixel cloud, misses a quarter of the
+thin cloud (cirrus is nearly invisible in blue); bright sand sits near its threshold.
+Gradient boosting (sklearn HistGradientBoostingClassifier) on the six bands of each pixel
+learns the physics (snow is dark in SWIR-1, cirrus shows in B10, thin cloud lifts the
+visible over dark ground): IoU 0.92, snow called cloud 0.8 % of the time; the label noise caps the IoU at about 0.94.
+Four classes, per pixel: IoU clear 0.91, thick 0.89, thin 0.79, shadow 0.80. What is left is
+at class edges and in shadows over dark ground (water looks like shadow pixel by pixel), where a
+model that sees the neighbourhood and the sun geometry (a U-Net) is the next step.
 """
 
 from __future__ import annotations
