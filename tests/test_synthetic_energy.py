@@ -150,7 +150,7 @@ def test_cloud_forecast_with_clear_sky_beats_persistence_on_other_sites() -> Non
 
 
 def test_a_gpu_tier_shard_has_the_right_shapes() -> None:
-    n = 400
+    n = 600  # a year each: 5.3e6 hourly values per field, 2.6e7 in all
     data = energy.generate(n, seed=3)
     for name in SERIES:
         assert data[name].shape == (n, energy.HOURS_PER_YEAR) and data[name].dtype == np.float32
