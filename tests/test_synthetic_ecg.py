@@ -142,7 +142,7 @@ def test_patients_differ(clean_pair: tuple[dict[str, np.ndarray], ...]) -> None:
     assert r_means.std() > 3 * r_within, f"R peak sd {r_means.std():.3f}, within {r_within:.3f}"
     rr = clean["rr_prev_s"][normal]
     rr_means = np.array([np.median(rr[patient == p]) for p in ids])
-    assert rr_means.max() - rr_means.min() > 0.3, f"patients' RR {rr_means.min():.2f}-"
+    assert rr_means.max() - rr_means.min() > 0.3, f"RR {rr_means.min():.2f}-{rr_means.max():.2f} s"
 
 
 def _rr_features(data: dict[str, np.ndarray]) -> np.ndarray:
