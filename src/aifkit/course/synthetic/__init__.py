@@ -13,3 +13,10 @@ set on scratch as fixed-size shards with a checksummed manifest, the way a05 and
 - ``energy``: hourly PV output of many sites with a cloud forecast (PVGIS, GEFCom2014 solar).
 - ``ecg``: single-lead heartbeats in AAMI classes, per patient (MIT-BIH Arrhythmia Database).
 """
+
+
+def require_shares(**shares: float) -> None:
+    """Raise ``ValueError`` naming the first option that is not a share in [0, 1]."""
+    for name, value in shares.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], not {value}")

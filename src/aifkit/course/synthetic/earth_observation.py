@@ -111,6 +111,8 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from aifkit.course.synthetic import require_shares
+
 BANDS: Final = ("B2", "B3", "B4", "B8", "B10", "B11")
 BAND_NAMES: Final = ("blue", "green", "red", "NIR", "cirrus", "SWIR-1")
 WAVELENGTH_NM: Final = (492.4, 559.8, 664.6, 832.8, 1373.5, 1613.7)
@@ -176,15 +178,13 @@ def generate(
     """
     if n < 0 or size < 4:
         raise ValueError(f"need n >= 0 and size >= 4, not n={n}, size={size}")
-    for name, value in (
-        ("cloud_fraction", cloud_fraction),
-        ("clear_tile_rate", clear_tile_rate),
-        ("cirrus_rate", cirrus_rate),
-        ("snow_tile_rate", snow_tile_rate),
-        ("label_noise", label_noise),
-    ):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], not {value}")
+    require_shares(
+        cloud_fraction=cloud_fraction,
+        clear_tile_rate=clear_tile_rate,
+        cirrus_rate=cirrus_rate,
+        snow_tile_rate=snow_tile_rate,
+        label_noise=label_noise,
+    )
     if not 0.0 < cloud_fraction < 1.0:
         raise ValueError(f"cloud_fraction must lie in (0, 1), not {cloud_fraction}")
     if noise_std < 0 or pixel_size_m <= 0:

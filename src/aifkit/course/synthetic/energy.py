@@ -95,6 +95,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aifkit.course.synthetic import require_shares
+
 HOURS_PER_YEAR = 8760
 SOLAR_CONSTANT = 1361.0  # W/m2 (Kopp & Lean 2011)
 KM_PER_DEG_LAT = 110.57
@@ -375,8 +377,7 @@ def generate(
     """
     if n_sites < 1 or hours < 1:
         raise ValueError(f"n_sites and hours must be at least 1, not {n_sites} and {hours}")
-    if not 0.0 <= forecast_skill <= 1.0:
-        raise ValueError(f"forecast_skill must be in 0..1, not {forecast_skill}")
+    require_shares(forecast_skill=forecast_skill)
     rng = np.random.default_rng(seed)
     sites = _sites(rng, n_sites, lat_range, lon_range)
     hour_index = hour_of_year_index(start, hours)

@@ -96,6 +96,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from aifkit.course.synthetic import require_shares
+
 MERCHANT_CATEGORIES: tuple[str, ...] = (
     "grocery",
     "restaurant",
@@ -238,12 +240,11 @@ def generate(
     """
     if n < 0:
         raise ValueError(f"n must be at least 0, not {n}")
-    if not 0.0 <= fraud_rate <= 1.0:
-        raise ValueError(f"fraud_rate must be in [0, 1], not {fraud_rate}")
-    if not 0.0 <= unreported_share <= 1.0:
-        raise ValueError(f"unreported_share must be in [0, 1], not {unreported_share}")
-    if not 0.0 <= false_chargeback_rate <= 1.0:
-        raise ValueError(f"false_chargeback_rate must be in [0, 1], not {false_chargeback_rate}")
+    require_shares(
+        fraud_rate=fraud_rate,
+        unreported_share=unreported_share,
+        false_chargeback_rate=false_chargeback_rate,
+    )
     if period_days < 1:
         raise ValueError(f"period_days must be at least 1, not {period_days}")
     rng = np.random.default_rng(seed)

@@ -98,6 +98,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aifkit.course.synthetic import require_shares
+
 FEATURES: tuple[str, ...] = (
     "bytes_out_log10",
     "bytes_in_log10",
@@ -311,8 +313,9 @@ def generate(
     """
     if n < 0 or steps < 8:
         raise ValueError(f"need n >= 0 and steps >= 8, not n={n}, steps={steps}")
-    if not 0.0 <= attack_rate < 1.0 or not 0.0 <= label_noise <= 1.0:
-        raise ValueError(f"attack_rate in [0, 1) and label_noise in [0, 1], not {attack_rate}")
+    require_shares(attack_rate=attack_rate, label_noise=label_noise)
+    if attack_rate == 1.0:
+        raise ValueError("attack_rate must be below 1: some windows must be benign")
     if server_share < 0 or backup_share < 0 or server_share + backup_share > 1:
         raise ValueError("server_share and backup_share must be >= 0 and sum to at most 1")
     mix = np.asarray(attack_class_mix, dtype=np.float64)
