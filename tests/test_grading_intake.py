@@ -11,8 +11,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from grading_course import (
     honest,
     make_course,
     release_notebook,
+    stock_autograde,
     submit,
 )
 
@@ -32,8 +31,6 @@ from aifkit.grading.confined import ConfinedError, run_confined
 from aifkit.grading.intake import INTAKE_SECONDS, MAX_CELLS, read_submission
 from aifkit.grading.prepare import assignment_specs, prepare
 from aifkit.grading.submission_files import copy_declared, declared_files, unsafe_entries
-
-BIN = Path(sys.executable).parent
 
 
 def _fifo(path: Path) -> Path:
@@ -193,16 +190,7 @@ def test_stock_nbgrader_refuses_a_linked_submission_before_copying_it(course, tm
         "exclude_unsafe_submissions(c)\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("AIFKIT_COURSE_ROOT", None)
-    done = subprocess.run(
-        [str(BIN / "nbgrader"), "autograde", ASSIGNMENT, "--force"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    done = stock_autograde(tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (
         "[aifkit] submission of lnk refused, not graded: adv: data.txt is a symbolic link"

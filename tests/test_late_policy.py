@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from grading_course import ASSIGNMENT, AUTOGRADED_POINTS, honest, make_course, submit
+from grading_course import (
+    ASSIGNMENT,
+    AUTOGRADED_POINTS,
+    honest,
+    make_course,
+    stock_autograde,
+    submit,
+)
 
 from aifkit.grading import late
 from aifkit.grading.course import Course, GradingError
@@ -147,15 +154,6 @@ def test_both_paths_give_the_same_penalty_shown_in_export_and_feedback(tmp_path:
             for notebook in submission.notebooks:
                 notebook.late_submission_penalty = None
         gb.db.commit()
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("AIFKIT_COURSE_ROOT", None)
-    stock = subprocess.run(
-        [str(BIN / "nbgrader"), "autograde", ASSIGNMENT, "--force"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    stock = stock_autograde(tmp_path)
     assert stock.returncode == 0, stock.stderr[-3000:]
     assert _penalties(tmp_path) == pytest.approx(EXPECTED)

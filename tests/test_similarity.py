@@ -19,9 +19,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from builders import code
-from traitlets.config import Config
+from grading_course import generated_course
 
-from aifkit.grading import similarity, workflow
+from aifkit.grading import similarity
 from aifkit.grading.course import Course
 
 ASSIGNMENT = "anomalies"
@@ -114,8 +114,6 @@ INDEPENDENT = {"ana": ANA, "cleo": CLEO, "dan": DAN, "eve": EVE}
 
 
 def _course(root: Path) -> Course:
-    folder = root / "source" / ASSIGNMENT
-    folder.mkdir(parents=True)
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -128,14 +126,7 @@ def _course(root: Path) -> Course:
         code(TEST, solution=False, grade=True, grade_id="test_detector", points=2, locked=True),
         code(SUMMARY, solution=True, grade=False, grade_id="summary"),
     ]
-    nbformat.write(nb, str(folder / f"{ASSIGNMENT}.ipynb"))
-    config = Config()
-    config.CourseDirectory.course_id = "similarity"
-    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
-    config.Exchange.root = str(root / "exchange")
-    course = Course.load(root, config)
-    workflow.generate(course, ASSIGNMENT)
-    return course
+    return generated_course(root, ASSIGNMENT, nb, course_id="similarity")
 
 
 def _release(course: Course) -> nbformat.NotebookNode:
