@@ -9,7 +9,11 @@ processes, the default bubblewrap sandbox) grades the submissions:
 - ``wrong`` (the first assignment of each track, ``WITH_WRONG``): the solution with one exercise
   left undone, which must earn some points but not all. A third kernel per assignment would
   make this the suite's longest test on CI's 2 cores; partial marks come from the same scoring
-  code for every assignment, so one assignment per track proves them.
+  code for every assignment, so one assignment per track proves them;
+- ``baseline`` (every capstone: notebook metadata ``aifkit.capstone``): the solution with the
+  model's answer cells replaced by the given baseline, which must fail every held-out test
+  (the capstone's target is above what the baseline reaches on data it never saw) while the
+  solution passes them. It gives partial marks too, so capstones need no ``wrong``.
 
 No record may be an error or flagged: a flag would mean the static inspection rejects honest
 instructor code. The gradebook must agree with the records.
@@ -37,7 +41,21 @@ from aifkit.grading.records import SubmissionResult
 
 CATALOG = catalog.load(COURSES)
 ASSIGNMENTS = [a.id for a in CATALOG.assignments()]
-WITH_WRONG = {track.assignments[0].id for track in CATALOG.tracks if track.assignments}
+
+
+def _capstone(assignment: str) -> dict | None:
+    """The notebook's ``aifkit.capstone`` metadata (baseline code, held-out tests), if any."""
+    nb = nbformat.read(str(CATALOG.notebook_path(assignment)), as_version=4)
+    found: dict | None = nb.metadata.get("aifkit", {}).get("capstone")
+    return found
+
+
+CAPSTONES = {a: meta for a in ASSIGNMENTS if (meta := _capstone(a)) is not None}
+WITH_WRONG = {
+    track.assignments[0].id
+    for track in CATALOG.tracks
+    if track.assignments and track.assignments[0].id not in CAPSTONES
+}
 
 # Answer cell (grade_id) the "wrong" submission leaves undone, where the default (the last
 # autograded exercise, see _undone_exercise) would not give partial marks. Empty: the default
@@ -102,6 +120,15 @@ def _wrong(
     return source, undone
 
 
+def _baseline(source: nbformat.NotebookNode, baseline: dict[str, str]) -> nbformat.NotebookNode:
+    """The source notebook with the model's answer cells replaced by the given baseline."""
+    for grade_id, code in baseline.items():
+        cells = [c for c in source.cells if _meta(c).get("grade_id") == grade_id]
+        assert len(cells) == 1, f"answer cell {grade_id!r} appears {len(cells)} times"
+        cells[0].source = code
+    return source
+
+
 def _submit(course: Course, assignment: str, student: str, origin: Path) -> Path:
     """Copy a whole assignment folder (data files too) to ``submitted/<student>/<assignment>``."""
     folder = course.folder("submitted", student, assignment)
@@ -149,6 +176,7 @@ def _gradebook_scores(course: Course, assignment: str, students: list[str]) -> d
 def test_solution_full_blank_zero_wrong_partial(assignment: str, tmp_path: Path) -> None:
     """Does the solution earn every point, the blank release none and one undone exercise some?"""
     students = ["blank", "solution"] + (["wrong"] if assignment in WITH_WRONG else [])
+    students += ["baseline"] if assignment in CAPSTONES else []
     source_folder = tmp_path / "source" / assignment
     shutil.copytree(COURSES / assignment, source_folder)
     config = Config()
@@ -174,6 +202,10 @@ def test_solution_full_blank_zero_wrong_partial(assignment: str, tmp_path: Path)
             nbformat.read(str(release_folder / f"{assignment}.ipynb"), as_version=4),
         )
         nbformat.write(wrong, str(wrong_path))
+    if "baseline" in students:
+        baseline_path = _submit(course, assignment, "baseline", source_folder)
+        nb = nbformat.read(str(baseline_path), as_version=4)
+        nbformat.write(_baseline(nb, CAPSTONES[assignment]["baseline"]), str(baseline_path))
 
     results = {r.student: r for r in autograde(course, assignment, AutogradeOptions(jobs=2))}
     assert sorted(results) == sorted(students)
@@ -196,6 +228,15 @@ def test_solution_full_blank_zero_wrong_partial(assignment: str, tmp_path: Path)
             f"leaving {undone!r} undone should give partial marks (else name another answer "
             f"cell in UNDONE):\n{report}"
         )
+    if "baseline" in students:
+        held_out = set(CAPSTONES[assignment]["held_out"])
+        for student, passes in (("solution", True), ("baseline", False)):
+            outcome = {t.grade_id: t.score == t.max_score for t in results[student].tests}
+            wrong = sorted(g for g in held_out if outcome.get(g) is not passes)
+            assert not wrong, (
+                f"the {student} should {'pass' if passes else 'fail'} held-out test(s) "
+                f"{wrong}:\n{report}"
+            )
     assert _gradebook_scores(course, assignment, students) == {
         s: results[s].score for s in students
     }

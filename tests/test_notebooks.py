@@ -31,6 +31,13 @@ EXPECTED_FIGURES: dict[str, dict[str, str | None]] = {
         "AIFKIT_D04_JOB_S_2_NODES": None,
     },
 }
+EXPECTED_FIGURES |= {  # every capstone's training job ran on the cluster and completed
+    assignment: {f"AIFKIT_{assignment[:3].upper()}_LAUNCH": "slurm",
+                 f"AIFKIT_{assignment[:3].upper()}_JOB_STATE": "COMPLETED"}
+    for assignment in ("f01-finance-fraud", "f02-space-earth-observation",
+                       "f03-cybersecurity-intrusion", "f04-green-energy-forecasting",
+                       "f05-health-signals")
+}  # fmt: skip
 NOTEBOOKS = [CATALOG.notebook_path(a) for a in CATALOG.assignments()] + [COURSES / TEMPLATE_NAME]
 JOBS = 2  # what CI's 2 cores and `make validate` use
 

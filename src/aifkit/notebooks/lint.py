@@ -108,7 +108,7 @@ def _rule_metadata(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
     return findings
 
 
-_AIFKIT_KEYS = {"id", "timeout", "min_seconds", "reads", "needs"}
+_AIFKIT_KEYS = {"id", "timeout", "min_seconds", "reads", "needs", "capstone"}
 _NEEDS = {"slurm", "gpu", "multi-gpu"}
 
 
@@ -132,7 +132,39 @@ def _rule_aifkit_metadata(path: Path, nb: Any, ctx: LintContext) -> list[LintFin
         problems.append(f"needs must be a list drawn from {sorted(_NEEDS)}, got {needs!r}")
     if not isinstance(meta.get("reads", []), list):
         problems.append("reads must be a list of repo-relative globs")
+    if "capstone" in meta:
+        problems += _capstone_problems(nb, meta["capstone"])
     return [LintFinding(path, None, "metadata", f"aifkit metadata: {p}", fix) for p in problems]
+
+
+def _capstone_problems(nb: Any, capstone: Any) -> list[str]:
+    """``capstone``: ``baseline`` maps answer cells to the given baseline's code, ``held_out``
+    names the test cells that grade the trained model on held-out data (the nbgrader proof
+    submits the baseline and requires it to fail every one of them)."""
+    if not isinstance(capstone, dict) or set(capstone) != {"baseline", "held_out"}:
+        return ["capstone must be a mapping with exactly the keys 'baseline' and 'held_out'"]
+    grading = [c.get("metadata", {}).get("nbgrader", {}) for c in nb.cells]
+    answers = {m.get("grade_id") for m in grading if m.get("solution") and not m.get("grade")}
+    tests = {m.get("grade_id") for m in grading if m.get("grade") and not m.get("solution")}
+    baseline, held_out = capstone["baseline"], capstone["held_out"]
+    problems = []
+    if (
+        not isinstance(baseline, dict)
+        or not baseline
+        or not all(isinstance(code, str) and code.strip() for code in baseline.values())
+    ):
+        problems.append("capstone.baseline must map answer cells' grade_ids to code")
+    else:
+        problems += [
+            f"capstone.baseline: {g!r} is not an answer cell" for g in baseline if g not in answers
+        ]
+    if not isinstance(held_out, list) or not held_out:
+        problems.append("capstone.held_out must list the grade_ids of the held-out test cells")
+    else:
+        problems += [
+            f"capstone.held_out: {g!r} is not a test cell" for g in held_out if g not in tests
+        ]
+    return problems
 
 
 def _rule_outputs(path: Path, nb: Any, ctx: LintContext) -> list[LintFinding]:
