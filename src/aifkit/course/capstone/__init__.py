@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aifkit import slurm
+from aifkit import processes, slurm
 from aifkit.course import facts, jobs
 from aifkit.course import site as site_mod
 
@@ -117,6 +117,7 @@ def run_training_job(
     processes per node (CPU and gloo unless this machine has GPUs) and the same time limit. The
     script writes its results into ``workdir``; its output is in ``JobRun.log``.
     """
+    jobs.validate(spec, site)  # the same limits wherever it runs
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     if free_nodes(spec.partition):
@@ -138,13 +139,21 @@ def run_training_job(
         f"--nproc-per-node={spec.procs_per_node}",
         *spec.command,
     ]
-    try:
-        done = subprocess.run(
-            command, cwd=workdir, capture_output=True, text=True, timeout=wait_s, check=False
-        )
-        state, log = ("COMPLETED" if done.returncode == 0 else "FAILED"), done.stdout + done.stderr
-    except subprocess.TimeoutExpired as error:
-        state, log = "TIMEOUT", str(error.stdout or "")
+    with subprocess.Popen(
+        command,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # torchrun and its workers in one group, ended together
+    ) as process:
+        try:
+            log, _ = process.communicate(timeout=wait_s)
+            state = "COMPLETED" if process.returncode == 0 else "FAILED"
+        except subprocess.TimeoutExpired:
+            processes.kill_group(process.pid, grace_s=5)
+            log, _ = process.communicate()
+            state = "TIMEOUT"
     return JobRun("local", "", state, time.monotonic() - start, log)
 
 
