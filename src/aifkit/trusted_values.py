@@ -180,7 +180,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check, Callable
         """Code the learner wrote, called on purpose by the test (its answer, its class)."""
         kind = type_(value)
         if kind is function_type:
-            return not trusted_file(value.__code__.co_filename)
+            return not installed_code(value)
         if kind is method_type:
             return learner_callable(value.__func__)
         if kind is builtin_type or kind is module_type:
@@ -188,8 +188,8 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check, Callable
         target = value if isinstance_(value, type_) and kind is type_ else kind
         if flags_of(target) & heap == 0:
             return False
-        return any_(
-            type_(item) is function_type and not trusted_file(item.__code__.co_filename)
+        return any_(  # a dataclass's generated methods are installed code too
+            type_(item) is function_type and not installed_code(item)
             for item in proxy_values(dict_of(target))
         )
 

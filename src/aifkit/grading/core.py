@@ -103,8 +103,11 @@ def execute(
     limits: Limits,
     workdir: Path,
     threads: int = 1,
+    student: str = "",
+    course: str = "",
 ) -> SandboxRun:
-    """Run ``nb`` (in place) in the sandbox, every known test cell with its proof."""
+    """Run ``nb`` (in place) in the sandbox, every known test cell with its proof, as
+    ``student`` of ``course`` (their variants: ``aifkit.course.variants``)."""
     return run_notebook(
         nb,
         sandbox=sandbox,
@@ -112,6 +115,8 @@ def execute(
         workdir=workdir,
         tests=set(test_cells(nb, spec)),
         threads=threads,
+        learner=student,
+        course=course,
     )
 
 

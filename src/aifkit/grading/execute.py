@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
 from aifkit import guard, processes, verifier
+from aifkit.course import variants
 from aifkit.grading import proof
 from aifkit.grading.limits import Limits
 from aifkit.grading.sandbox import INSIDE_HOME, Sandbox, claim_slot
@@ -84,8 +85,13 @@ class _SandboxedKernelManager(KernelManager):
         return [a.replace("{connection_file}", self.connection_file) for a in self.sandbox_argv]
 
 
-def kernel_env(threads: int, runtime_dir: Path | None = None) -> dict[str, str]:
+def kernel_env(
+    threads: int, runtime_dir: Path | None = None, *, learner: str = "", course: str = ""
+) -> dict[str, str]:
     """The whole environment learner code sees: no grader secrets, no NBGRADER_* variables.
+
+    ``learner`` and ``course`` (the student's and course's ids) make the notebook compute the
+    student's own variant (``aifkit.course.variants``).
 
     matplotlib's folder is the kernel's runtime folder when given (``_kernel_with`` puts the
     grader's font list there), else a fresh one in the sandbox's /tmp.
@@ -103,6 +109,8 @@ def kernel_env(threads: int, runtime_dir: Path | None = None) -> dict[str, str]:
         "AIFKIT_TIER": "cpu-tiny",
         "AIFKIT_GRADING": "1",
         guard.GUARD_ENV: "1",  # the launcher installs the grading guard before ipykernel
+        variants.LEARNER_ENV: learner,
+        variants.COURSE_ENV: course,
     }
 
 
@@ -149,18 +157,27 @@ class _Kernel:
 
 @contextlib.contextmanager
 def _kernel(
-    sandbox: Sandbox, limits: Limits, workdir: Path, threads: int, log_path: Path
+    sandbox: Sandbox,
+    limits: Limits,
+    workdir: Path,
+    env: Callable[[Path], dict[str, str]],
+    log_path: Path,
 ) -> Iterator[_Kernel]:
     with contextlib.ExitStack() as stack:
         if getattr(sandbox, "uid", None) is not None:  # root grader: a uid of its own
             slot = stack.enter_context(claim_slot(sandbox.slot))
             sandbox = dataclasses.replace(sandbox, slot=slot)
-        yield from _kernel_with(sandbox, limits, workdir, threads, log_path)
+        yield from _kernel_with(sandbox, limits, workdir, env, log_path)
 
 
 def _kernel_with(
-    sandbox: Sandbox, limits: Limits, workdir: Path, threads: int, log_path: Path
+    sandbox: Sandbox,
+    limits: Limits,
+    workdir: Path,
+    env: Callable[[Path], dict[str, str]],
+    log_path: Path,
 ) -> Iterator[_Kernel]:
+    """A started kernel in the sandbox; ``env(runtime_dir)`` is its whole environment."""
     runtime = Path(tempfile.mkdtemp(prefix="aifkit-kernel-"))
     uid = getattr(sandbox, "uid", None)
     km = _SandboxedKernelManager(transport="ipc", ip=str(runtime / "zmq"))
@@ -182,7 +199,7 @@ def _kernel_with(
         kernel_argv(),
         workdir=workdir,
         runtime_dir=runtime,
-        env=kernel_env(threads, runtime),
+        env=env(runtime),
         limits=limits,
     )
     client = None
@@ -342,8 +359,14 @@ def run_notebook(
     workdir: Path,
     tests: set[int],
     threads: int = 1,
+    learner: str = "",
+    course: str = "",
 ) -> SandboxRun:
-    """Execute every code cell of ``nb`` (in place) in the sandbox; ``tests`` get a proof."""
+    """Execute every code cell of ``nb`` (in place) in the sandbox; ``tests`` get a proof.
+
+    ``learner`` and ``course`` are the student's and course's ids: the kernel's environment
+    says them (``aifkit.course.variants``) and every test is bound to them.
+    """
     started = time.monotonic()
     execution = SandboxRun(nb=nb)
     nb_deadline = started + limits.notebook_timeout_s
@@ -353,13 +376,18 @@ def run_notebook(
     os.close(log_fd)
     log_path = Path(log_name)
     try:
-        with _kernel(sandbox, limits, workdir, threads, log_path) as kernel:
+        env = functools.partial(kernel_env, threads, learner=learner, course=course)
+        with _kernel(sandbox, limits, workdir, env, log_path) as kernel:
             km, client = kernel.km, kernel.client
             for position, index in enumerate(code_cells):
                 cell = nb.cells[index]
                 test_id = proof.new_test_id() if index in tests else None
                 code = (
-                    proof.instrument(cell.source, test_id, kernel.key) if test_id else cell.source
+                    proof.instrument(
+                        cell.source, test_id, kernel.key, learner=learner, course=course
+                    )
+                    if test_id
+                    else cell.source
                 )
                 cell_start = time.monotonic()
                 deadline = min(cell_start + limits.cell_timeout_s, nb_deadline)

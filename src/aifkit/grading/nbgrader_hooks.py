@@ -111,7 +111,15 @@ class SandboxedExecute(NbGraderPreprocessor):
                 coursedir.release_directory, ".", resources["nbgrader"]["assignment"]
             )
             copy_declared(folder, declared_files(Path(release)), scratch)
-            execution = core.execute(nb, spec, sandbox=box, limits=limits, workdir=scratch)
+            execution = core.execute(
+                nb,
+                spec,
+                sandbox=box,
+                limits=limits,
+                workdir=scratch,
+                student=str(info["student"]),
+                course=str(coursedir.course_id),
+            )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if execution.status != "completed":

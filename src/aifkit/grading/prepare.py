@@ -45,6 +45,7 @@ class GradingJob(MutableModel):
     problems: dict[str, str] = Field(default_factory=dict)
     repairs: list[str] = Field(default_factory=list)
     trusted: list[str] = Field(default_factory=list)  # digests of the release's own code cells
+    course: str = ""  # the course id: with the student, it picks the student's variants
 
     @property
     def files(self) -> Path:
@@ -110,7 +111,13 @@ def prepare(
         )
     except ConfinedError as error:
         shutil.rmtree(folder, ignore_errors=True)
-        job = GradingJob(assignment=assignment, student=student, folder=str(folder), specs=specs)
+        job = GradingJob(
+            assignment=assignment,
+            student=student,
+            folder=str(folder),
+            specs=specs,
+            course=course.course_id,
+        )
         job.problems = {name: str(error) for name in specs}
         job.files.mkdir(parents=True)
         job.save()
@@ -123,7 +130,13 @@ def _prepare_here(
 ) -> None:
     """``prepare``'s work, in the confined child: the job is saved in its folder."""
     folder = workroot / student
-    job = GradingJob(assignment=assignment, student=student, folder=str(folder), specs=specs)
+    job = GradingJob(
+        assignment=assignment,
+        student=student,
+        folder=str(folder),
+        specs=specs,
+        course=course.course_id,
+    )
     submitted = course.folder("submitted", student, assignment)
     intake = read_submission(submitted, sorted(specs))
     job.problems, job.repairs = dict(intake.problems), list(intake.repairs)

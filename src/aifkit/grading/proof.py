@@ -42,13 +42,22 @@ def new_test_id() -> str:
     return secrets.token_hex(8)
 
 
-def instrument(source: str, test_id: str, key: bytes) -> str:
-    """The text actually sent to the kernel for a test cell."""
+def instrument(
+    source: str, test_id: str, key: bytes, *, learner: str | None = None, course: str = ""
+) -> str:
+    """The text actually sent to the kernel for a test cell.
+
+    With ``learner``, every ``Variant(...)`` and ``current_learner()``/``current_course()`` call
+    of the test is bound to that student and course (``aifkit.course.variants``) before the text
+    is signed: the test checks the student's own variant whatever the kernel's environment says.
+    """
     python = TransformerManager().transform_cell(source)
     try:
         tree = ast.parse(python)
     except SyntaxError:
         return source  # it fails in the kernel and never proves anything
+    if learner is not None:
+        tree = _BoundIdentity(learner, course).visit(tree)
     tree = _Checked().visit(tree)
     body = list(tree.body)
     value = body.pop().value if body and isinstance(body[-1], ast.Expr) else None
@@ -118,6 +127,40 @@ def _checkpoint(mark: str, values: ast.expr) -> ast.expr:
         body=ast.Constant(mark),
     )
     return ast.Attribute(value=probe, attr="__code__", ctx=ast.Load())
+
+
+def _called(node: ast.Call) -> str:
+    """The name a call is made through: ``f`` for ``f(...)`` and ``m.f(...)``."""
+    func = node.func
+    return (
+        func.id
+        if isinstance(func, ast.Name)
+        else func.attr
+        if isinstance(func, ast.Attribute)
+        else ""
+    )
+
+
+class _BoundIdentity(ast.NodeTransformer):
+    """Bind a test's variants to the student being graded and the course (literals)."""
+
+    def __init__(self, learner: str, course: str) -> None:
+        self.learner, self.course = learner, course
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        name = _called(node)
+        if name == "current_learner" and not node.args and not node.keywords:
+            return ast.copy_location(ast.Constant(self.learner), node)
+        if name == "current_course" and not node.args and not node.keywords:
+            return ast.copy_location(ast.Constant(self.course), node)
+        if name == "Variant":
+            node.args = node.args[:1]
+            node.keywords = [k for k in node.keywords if k.arg not in ("learner", "course")] + [
+                ast.keyword("learner", ast.Constant(self.learner)),
+                ast.keyword("course", ast.Constant(self.course)),
+            ]
+        return node
 
 
 class _Checked(ast.NodeTransformer):

@@ -77,7 +77,14 @@ def grade(job: GradingJob, sandbox: Sandbox, limits: Limits, threads: int = 1) -
             try:
                 shutil.copytree(job.files, scratch, dirs_exist_ok=True)
                 execution = core.execute(
-                    nb, spec, sandbox=sandbox, limits=limits, workdir=scratch, threads=threads
+                    nb,
+                    spec,
+                    sandbox=sandbox,
+                    limits=limits,
+                    workdir=scratch,
+                    threads=threads,
+                    student=job.student,
+                    course=job.course,
                 )
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
