@@ -43,14 +43,19 @@ CATALOG = catalog.load(COURSES)
 ASSIGNMENTS = [a.id for a in CATALOG.assignments()]
 
 
-def _capstone(assignment: str) -> dict | None:
+def _capstone(path: Path) -> dict | None:
     """The notebook's ``aifkit.capstone`` metadata (baseline code, held-out tests), if any."""
-    nb = nbformat.read(str(CATALOG.notebook_path(assignment)), as_version=4)
-    found: dict | None = nb.metadata.get("aifkit", {}).get("capstone")
+    found: dict | None = (
+        nbformat.read(str(path), as_version=4).metadata.get("aifkit", {}).get("capstone")
+    )
     return found
 
 
-CAPSTONES = {a: meta for a in ASSIGNMENTS if (meta := _capstone(a)) is not None}
+CAPSTONES = {
+    a.id: meta
+    for a in CATALOG.assignments()
+    if (meta := _capstone(CATALOG.notebook_path(a))) is not None
+}
 WITH_WRONG = {
     track.assignments[0].id
     for track in CATALOG.tracks

@@ -8,12 +8,13 @@ copied or computed after changing the kernel's environment, earns nothing.
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
-from builders import AIFKIT_KERNEL
+from builders import AIFKIT_KERNEL, COURSES
 from grading_course import (
     ASSIGNMENT,
     generated_course,
@@ -23,10 +24,12 @@ from grading_course import (
     submit,
     with_answers,
 )
+from traitlets.config import Config
 
-from aifkit.course import variants
-from aifkit.grading import proof
+from aifkit.course import facts, variants
+from aifkit.grading import proof, workflow
 from aifkit.grading.autograde import AutogradeOptions, autograde
+from aifkit.grading.course import Course
 
 COURSE = "advcourse"
 SETUP = "from aifkit.course import variants\nN = variants.Variant('adv').integer('n', 10, 10_000)"
@@ -169,3 +172,47 @@ def test_each_learner_earns_marks_for_their_own_variant_only(tmp_path: Path) -> 
     stock = stock_autograde(tmp_path)
     assert stock.returncode == 0, stock.stderr[-3000:]
     assert gradebook_scores(course) == expected
+
+
+@pytest.mark.notebook
+@pytest.mark.sandbox
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+def test_a06s_project_is_each_learners_own(tmp_path: Path) -> None:
+    """a06's solution earns full marks as alice and as bob; alice's number in the notebook of
+    a third learner loses exactly the test of the variant."""
+    assignment = "a06-allocation"
+    shutil.copytree(COURSES / assignment, tmp_path / "source" / assignment)
+    config = Config()
+    config.CourseDirectory.course_id = COURSE
+    config.CourseDirectory.db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    config.Exchange.root = str(tmp_path / "exchange")
+    (tmp_path / "exchange").mkdir()
+    course = Course.load(tmp_path, config)
+    workflow.generate(course, assignment)
+
+    alice = variants.Variant(assignment, learner="alice", course=COURSE)
+    n_params = alice.integer("params_billion", 1, 30) * 1e9
+    peak = facts.value("factory_accelerator_bf16_dense")
+    alices_hours = 6 * n_params * 20 * n_params / (peak * alice.uniform("mfu", 0.3, 0.5) * 3600)
+    source = nbformat.read(str(tmp_path / "source" / assignment / f"{assignment}.ipynb"), 4)
+    for student in ("alice", "bob", "copier"):
+        folder = course.folder("submitted", student, assignment)
+        shutil.copytree(tmp_path / "source" / assignment, folder)
+        if student == "copier":
+            nb = copy.deepcopy(source)
+            cell = next(
+                c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "gpu-hours"
+            )
+            cell.source = (
+                cell.source.split("# Your project's GPU-hours")[0]
+                + f"MY_GPU_HOURS = {alices_hours!r}\n"
+            )
+            nbformat.write(nb, str(folder / f"{assignment}.ipynb"))
+
+    results = {r.student: r for r in autograde(course, assignment, AutogradeOptions(jobs=2))}
+    lost = {
+        s: sorted(t.grade_id for t in r.tests if t.score < t.max_score) for s, r in results.items()
+    }
+    assert lost == {"alice": [], "bob": [], "copier": ["gpu-hours-values"]}, [
+        (r.student, r.status, r.message) for r in results.values()
+    ]
