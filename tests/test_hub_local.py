@@ -324,6 +324,47 @@ def test_aifkit_hub_run_stops_everything_on_ctrl_c(make_hub: HubFactory, tmp_pat
     hub.assert_no_leftovers()
 
 
+def test_ctrl_c_stops_everything_when_the_pipes_reader_died_first(
+    make_hub: HubFactory, tmp_path: Path
+) -> None:
+    """``make hub 2>&1 | tee hub.log`` and Ctrl-C: tee exits at once, and every later print of
+    the hub's launcher fails; the hub, the proxy and the services must stop all the same."""
+    hub = make_hub(tmp_path, start=False)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "hub.log"
+    process = subprocess.Popen(
+        [str(BIN / "aifkit"), "hub", "run", "--config", str(hub.config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert process.stdout is not None
+    tee = subprocess.Popen(["tee", str(log)], stdin=process.stdout, stdout=subprocess.DEVNULL)
+    process.stdout.close()  # tee is the pipe's only reader, as in a shell pipeline
+    try:
+        deadline = time.monotonic() + 300
+        while "Ctrl-C stops the hub" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, f"no 'hub is up' within 300 s:\n{log.read_text()}"
+            assert process.poll() is None, f"aifkit hub run exited:\n{log.read_text()}"
+            time.sleep(0.5)
+        hub_pids = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
+        assert hub_pids, "the hub's processes are running"
+        time.sleep(1)  # the signal handlers are installed right after the last line
+        tee.kill()  # the terminal's Ctrl-C ends tee first
+        tee.wait(timeout=10)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=150)
+    finally:
+        for child in (process, tee):
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=10)
+    assert "stopping the hub" not in log.read_text(), "tee died before the stop was announced"
+    assert not [pid for pid in hub_pids if psutil.pid_exists(pid)], "something outlived the hub"
+    hub.assert_no_leftovers()
+
+
 def _ignores_sigint(pid: int) -> bool:
     """Does process ``pid`` ignore SIGINT (its SigIgn mask in /proc)?"""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

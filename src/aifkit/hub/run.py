@@ -208,15 +208,30 @@ def start(config_path: Path, announce: Callable[[str], None] = print) -> Running
     return hub
 
 
+def _never_fails(announce: Callable[[str], None]) -> Callable[[str], None]:
+    """``announce`` that gives up quietly when its output is gone.
+
+    ``make hub 2>&1 | tee hub.log`` stopped with Ctrl-C: the terminal interrupts tee too, which
+    exits at once, and every later print raises BrokenPipeError. Stopping must not depend on it.
+    """
+
+    def say(text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a broken pipe, a closed stream
+            announce(text)
+
+    return say
+
+
 def serve(config_path: Path, announce: Callable[[str], None] = print) -> int:
     """`make hub`: start, say how to log in, wait for Ctrl-C, stop everything."""
-    hub = start(config_path, announce)
+    say = _never_fails(announce)
+    hub = start(config_path, say)
     try:
-        return _announce_and_wait(hub, announce)
+        return _announce_and_wait(hub, say)
     finally:  # Ctrl-C at any moment, even before the handlers below, stops everything
-        announce("stopping the hub ...")
+        say("stopping the hub ...")
         hub.stop()
-        announce("stopped.")
+        say("stopped.")
 
 
 def _announce_and_wait(hub: RunningHub, announce: Callable[[str], None]) -> int:
