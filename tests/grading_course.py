@@ -95,11 +95,17 @@ def source_notebook(*, code_answer: bool = False) -> nbformat.NotebookNode:
     return nb
 
 
-def make_course(root: Path, db_url: str | None = None, *, code_answer: bool = False) -> Course:
+def make_course(
+    root: Path,
+    db_url: str | None = None,
+    *,
+    code_answer: bool = False,
+    course_id: str = "advcourse",
+) -> Course:
     """Write the source, generate the release and the gradebook entries, return the course."""
     files = {"data.txt": "1 2 3\n"}
     return generated_course(
-        root, ASSIGNMENT, source_notebook(code_answer=code_answer), files, db_url
+        root, ASSIGNMENT, source_notebook(code_answer=code_answer), files, db_url, course_id
     )
 
 

@@ -89,14 +89,14 @@ def free_port_block(size: int = 4) -> int:
     raise RuntimeError(f"no block of {size} free ports in {PORT_RANGE}")
 
 
-def make_test_course(root: Path) -> Path:
+def make_test_course(root: Path, course_id: str = COURSE_ID) -> Path:
     """grading_course's tiny course "adv", plus the nbgrader_config.py the hub's tools read."""
     from grading_course import make_course
 
     db_url = f"sqlite:///{root / 'gradebook.db'}"
-    make_course(root, db_url)
+    make_course(root, db_url, course_id=course_id)
     (root / "nbgrader_config.py").write_text(
-        NBGRADER_CONFIG.format(root=str(root), course_id=COURSE_ID, db_url=db_url),
+        NBGRADER_CONFIG.format(root=str(root), course_id=course_id, db_url=db_url),
         encoding="utf-8",
     )
     return root
@@ -126,6 +126,7 @@ class LocalHub:
     state: Path
     course_root: Path
     port: int
+    n_ports: int = 4  # public, proxy API, hub, then one formgrader per course
     hub: Any = None  # aifkit.hub.run.RunningHub while running
     start_seconds: list[float] = field(default_factory=list)
 
@@ -135,7 +136,7 @@ class LocalHub:
 
     @property
     def ports(self) -> list[int]:
-        return [self.port + i for i in range(4)]
+        return [self.port + i for i in range(self.n_ports)]
 
     @property
     def exchange(self) -> Path:
@@ -257,17 +258,20 @@ class HubFactory:
         db_url: str | None = None,
         learners: Sequence[str] = LEARNERS,
         start: bool = True,
+        courses: Sequence[dict[str, Any]] = (),
         **settings: Any,
     ) -> LocalHub:
         """Write a hub configuration in ``tmp_path`` (and start the hub unless ``start=False``).
 
         ``settings`` are further keys of the YAML file (see aifkit.hub.schema.HubConfig).
+        ``courses`` (``id``, ``instructors``, ``learners``) replace the one test course: each
+        gets the test course "adv" in a folder of its own.
         """
         folder = tmp_path / f"hub{len(self.hubs)}"
         state, course = folder / "state", folder / "course"
         course.mkdir(parents=True)
         make_test_course(course)
-        port = free_port_block()
+        port = free_port_block(4 + max(1, len(courses)))
         config = {
             "profile": "local",
             "bind_url": f"http://127.0.0.1:{port}",
@@ -285,9 +289,24 @@ class HubFactory:
             **({"db_url": db_url} if db_url else {}),
             **settings,
         }
+        if courses:
+            for key in ("instructors", "learners", "course_id", "course_root", "release"):
+                config.pop(key)
+            config["courses"] = []
+            for entry in courses:
+                root = folder / str(entry["id"])
+                root.mkdir()
+                make_test_course(root, str(entry["id"]))
+                config["courses"].append({**entry, "root": str(root), "release": ["adv"]})
         config_path = folder / "config.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        hub = LocalHub(config_path=config_path, state=state, course_root=course, port=port)
+        hub = LocalHub(
+            config_path=config_path,
+            state=state,
+            course_root=course,
+            port=port,
+            n_ports=3 + max(1, len(courses)),
+        )
         self.hubs.append(hub)
         if start:
             hub.start()

@@ -128,7 +128,7 @@ def provision(tmp_path: Path, profile: str) -> Path:
 def test_shipped_profiles_are_clean(tmp_path: Path, profile: str) -> None:
     """Do the shipped profiles, provisioned, pass with no error and no warning at all?"""
     c, context = check.load(provision(tmp_path, profile))
-    assert context.profile == profile and context.course_id == "aifkit"
+    assert context.profile == profile and context.course_ids == ("aifkit",)
     findings = check.check(c, context=context)
     assert findings == [], lines(findings)
 
@@ -394,7 +394,7 @@ def formgrader(*roles: dict[str, Any]) -> Config:
 
 def test_formgrader_reachable() -> None:
     """Is the course service (our YAML's course id) for instructors only, and reachable?"""
-    context = check.Context(source=Path("config.yml"), base=Path("."), course_id="course101")
+    context = check.Context(source=Path("config.yml"), base=Path("."), course_ids=("course101",))
     only = {"groups": ["instructors"], "scopes": ["access:services!service=course101"]}
     assert run(formgrader({"name": "fg", **only}), "formgrader-reachable", context=context) == []
     nobody = run(formgrader(), "formgrader-reachable", context=context)
@@ -459,3 +459,48 @@ def test_main_check_clean_profile(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     with pytest.raises(HubConfigError, match="local or factory"):
         check.main_check(BAD, "cloud")
+
+
+def test_courses_rules() -> None:
+    """A course group without its course, a learner who teaches, two courses in one folder."""
+    context = check.Context(
+        source=Path("config.yml"), base=Path("."), course_ids=("ml101", "hpc201")
+    )
+
+    def service(name: str, cwd: str) -> dict[str, Any]:
+        return {"name": name, "cwd": cwd, "command": ["aifkit-singleuser"]}
+
+    c = Config()
+    c.JupyterHub.services = [service("ml101", "/srv/ml101"), service("hpc201", "/srv/hpc201")]
+    c.JupyterHub.load_groups = {
+        "formgrade-ml101": ["ada"],
+        "nbgrader-ml101": ["alice", "bob"],
+        "formgrade-hpc201": ["grace"],
+        "nbgrader-hpc201": ["bob"],
+    }
+    assert run(c, "courses", context=context) == []
+    c.JupyterHub.load_groups["formgrade-ai301"] = ["ada"]  # no such course
+    c.JupyterHub.load_groups["formgrade-hpc201"] = ["grace", "bob"]  # bob learns in ml101
+    c.JupyterHub.services[1]["cwd"] = "/srv/ml101"  # one gradebook for two courses
+    found = [f.message for f in run(c, "courses", context=context)]
+    assert len(found) == 3, found
+    assert "formgrade-ai301 is for course ai301" in found[0]
+    assert found[1].startswith("bob is in a learner group and an instructor group")
+    assert "courses ml101 and hpc201 run in the same folder" in found[2]
+
+
+def test_a_two_course_yaml_checks_clean(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "hub-config" / "local" / "config.yml").read_text())
+    for key in ("course_id", "course_root", "instructors", "learners", "release"):
+        data.pop(key)
+    data["courses"] = [
+        {"id": "ml101", "root": "ml101", "instructors": ["ada"], "learners": ["alice", "bob"]},
+        {"id": "hpc201", "root": "hpc201", "instructors": ["grace"], "learners": ["bob"]},
+    ]
+    data["state_dir"] = "state"
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(data))
+    c, context = check.load(path)
+    assert context.course_ids == ("ml101", "hpc201")
+    assert rules(check.check(c, context=context), "courses") == []
+    assert rules(check.check(c, context=context), "formgrader-reachable") == []

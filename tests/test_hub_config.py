@@ -64,7 +64,7 @@ def test_local_profile_is_least_privilege() -> None:
     assert c.JupyterHub.concurrent_spawn_limit == 10
     assert c.ConfigurableHTTPProxy.auth_token == SECRETS.proxy_token
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
-    assert roles["formgrade-aifkit"]["groups"] == ["instructors"]
+    assert roles["formgrade-aifkit"]["groups"] == ["formgrade-aifkit"]
     assert roles["formgrade-aifkit"]["scopes"] == ["access:services!service=aifkit"]
     assert roles["idle-culler"]["scopes"] == [
         "list:users",
@@ -229,3 +229,104 @@ def test_site_may_be_a_profile_file_beside_the_config(tmp_path: Path) -> None:
     assert config.site_profile().account == "proj-aifactory-demo"
     with pytest.raises(HubConfigError, match=r"site: .*nosuch\.yml"):
         load(_factory_with(tmp_path, site="nosuch.yml"))
+
+
+def _two_courses(tmp_path: Path, **changes: Any) -> schema.HubConfig:
+    """A local hub with two courses: ml101 (ada teaches alice, bob) and hpc201 (grace teaches bob)."""
+    data = yaml.safe_load(LOCAL.read_text())
+    for key in ("course_id", "course_root", "instructors", "learners", "release"):
+        data.pop(key)
+    (tmp_path / "ml101").mkdir(exist_ok=True)
+    (tmp_path / "hpc201").mkdir(exist_ok=True)
+    data["courses"] = [
+        {"id": "ml101", "root": "ml101", "instructors": ["ada"], "learners": ["alice", "bob"]},
+        {"id": "hpc201", "root": "hpc201", "instructors": ["grace"], "learners": ["bob"]},
+    ]
+    data.update(changes)
+    return schema.parse(data, source="test.yml", base=tmp_path)
+
+
+def test_two_courses_get_their_own_groups_formgraders_and_roles(tmp_path: Path) -> None:
+    config = _two_courses(tmp_path)
+    assert [course.id for course in config.course_list] == ["ml101", "hpc201"]
+    assert config.users == ("ada", "grace", "alice", "bob")
+    c = Config()
+    apply.apply(config, c, SECRETS)
+    assert c.Authenticator.allowed_users == {"ada", "grace", "alice", "bob"}
+    groups = c.JupyterHub.load_groups
+    assert groups["formgrade-ml101"] == {"users": ["ada"]}
+    assert groups["nbgrader-ml101"] == {"users": ["alice", "bob"]}
+    assert groups["formgrade-hpc201"] == {"users": ["grace"]}
+    assert groups["nbgrader-hpc201"] == {"users": ["bob"]}
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    port = apply.ports(config)["formgrader"]
+    assert services["ml101"]["url"].endswith(f":{port}")
+    assert services["hpc201"]["url"].endswith(f":{port + 1}")
+    assert services["ml101"]["cwd"] == str(tmp_path / "ml101")
+    assert services["hpc201"]["environment"]["AIFKIT_COURSE_ID"] == "hpc201"
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["formgrade-ml101"]["groups"] == ["formgrade-ml101"]
+    assert roles["formgrade-hpc201"]["scopes"] == ["access:services!service=hpc201"]
+    assert "read:users:groups!user" in c.Spawner.server_token_scopes
+
+
+@pytest.mark.parametrize(("user", "role", "course_id", "courses"), [
+    ("alice", "learner", "ml101", "ml101"),
+    ("bob", "learner", "", "ml101,hpc201"),  # nbgrader lists both courses' assignments
+    ("grace", "instructor", "hpc201", "hpc201"),
+])  # fmt: skip
+def test_each_user_gets_their_own_courses(
+    user: str, role: str, course_id: str, courses: str, tmp_path: Path
+) -> None:
+    c = Config()
+    apply.apply(_two_courses(tmp_path), c, SECRETS)
+    spawner = SimpleNamespace(
+        user=SimpleNamespace(name=user, groups=[]), environment={}, home_dir=str(tmp_path / user)
+    )
+    c.Spawner.pre_spawn_hook(spawner)
+    env = spawner.environment
+    assert Path(env["JUPYTER_CONFIG_PATH"]) == resources.singleuser_config_dir(role)
+    assert (env["AIFKIT_COURSE_ID"], env["AIFKIT_COURSES"]) == (course_id, courses)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"course_id": "extra"}, "either at the top"),
+        (
+            {"courses": [{"id": "ml101", "root": "ml101", "learners": ["alice"]}]},
+            r"courses\[0\] \(ml101\): instructors: name at least one",
+        ),
+        (
+            {
+                "courses": [
+                    {"id": "ml101", "root": "ml101", "instructors": ["ada"], "learners": ["bob"]},
+                    {"id": "hpc201", "root": "hpc201", "instructors": ["bob"]},
+                ]
+            },
+            "both instructors and learners",
+        ),
+        (
+            {
+                "courses": [
+                    {"id": "ml101", "root": "ml101", "instructors": ["ada"]},
+                    {"id": "hpc201", "root": "./ml101", "instructors": ["grace"]},
+                ]
+            },
+            "share the course folder",
+        ),
+        (
+            {
+                "courses": [
+                    {"id": "ml101", "root": "ml101", "instructors": ["ada"]},
+                    {"id": "ml101", "root": "hpc201", "instructors": ["grace"]},
+                ]
+            },
+            "used twice",
+        ),
+        ({"courses": [{"id": "no spaces", "instructors": ["ada"]}]}, "courses"),
+    ],
+)
+def test_courses_are_checked_at_load(changes: dict[str, Any], message: str, tmp_path: Path) -> None:
+    with pytest.raises(HubConfigError, match=message):
+        _two_courses(tmp_path, **changes)

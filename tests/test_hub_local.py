@@ -237,6 +237,8 @@ def _restart_keeps_users(hub: LocalHub, db_url: str) -> None:
         "users": {"instructor", "learner1", "learner2"},
         "group:instructors": {"instructor"},
         "group:learners": {"learner1", "learner2"},
+        f"group:formgrade-{COURSE_ID}": {"instructor"},  # nbgrader's names for the course
+        f"group:nbgrader-{COURSE_ID}": {"learner1", "learner2"},
     }
     assert _users_in_database(db_url) == expected
 
@@ -247,7 +249,7 @@ def _restart_keeps_users(hub: LocalHub, db_url: str) -> None:
     # the browser session from before the restart is still valid (same cookie secret, same db)
     after = learner.user_model()
     assert after["created"] == before["created"], "the user was created again"
-    assert after["groups"] == ["learners"]
+    assert sorted(after["groups"]) == ["learners", f"nbgrader-{COURSE_ID}"]
     # the local profile sets cleanup_servers: servers stop with the hub and are not resumed
     assert after["servers"] == {}
     # listing all users needs an admin; the local profile has none
@@ -255,7 +257,10 @@ def _restart_keeps_users(hub: LocalHub, db_url: str) -> None:
 
     again = hub.session("learner1")  # a fresh login with the unchanged password
     assert again.user_model()["created"] == before["created"]
-    assert hub.session("instructor").user_model()["groups"] == ["instructors"]
+    assert sorted(hub.session("instructor").user_model()["groups"]) == [
+        f"formgrade-{COURSE_ID}",
+        "instructors",
+    ]
     _ensure_server(again)
     assert again.run_cell("print('back')").strip() == "back"
     again.stop_server()

@@ -216,3 +216,19 @@ def test_a06s_project_is_each_learners_own(tmp_path: Path) -> None:
     assert lost == {"alice": [], "bob": [], "copier": ["gpu-hours-values"]}, [
         (r.student, r.status, r.message) for r in results.values()
     ]
+
+
+def test_a_learner_of_several_courses_gets_the_course_of_the_notebooks_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On a hub of several courses nbgrader files assignments under <course>/<assignment>."""
+    monkeypatch.delenv(variants.COURSE_ENV, raising=False)
+    monkeypatch.setenv(variants.COURSES_ENV, "ml101,hpc201")
+    monkeypatch.setenv(variants.LEARNER_ENV, "bob")
+    for course in ("ml101", "hpc201", "elsewhere"):
+        folder = tmp_path / course / "d04-scaling-efficiency"
+        folder.mkdir(parents=True)
+        monkeypatch.chdir(folder)
+        expected = course if course != "elsewhere" else ""
+        assert variants.Variant("d04-scaling-efficiency").course == expected
+        assert variants.Variant("a03").course == "", "another assignment's folder says nothing"

@@ -23,6 +23,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 __all__ = ["COURSE_ENV", "LEARNER_ENV", "Variant", "current_course", "current_learner"]
@@ -30,6 +31,7 @@ __all__ = ["COURSE_ENV", "LEARNER_ENV", "Variant", "current_course", "current_le
 LEARNER_ENV = "AIFKIT_LEARNER"  # set by the grader: the nbgrader student id
 HUB_USER_ENV = "JUPYTERHUB_USER"  # set by JupyterHub in a learner's server
 COURSE_ENV = "AIFKIT_COURSE_ID"  # set by the hub configuration and by the grader
+COURSES_ENV = "AIFKIT_COURSES"  # the learner's courses, set by the hub
 T = TypeVar("T")
 
 
@@ -38,9 +40,19 @@ def current_learner() -> str:
     return os.environ.get(LEARNER_ENV) or os.environ.get(HUB_USER_ENV) or getpass.getuser()
 
 
-def current_course() -> str:
-    """The course this notebook runs in ("" outside a hub or a grader)."""
-    return os.environ.get(COURSE_ENV, "")
+def current_course(assignment: str = "") -> str:
+    """The course this notebook runs in ("" outside a hub or a grader).
+
+    A learner of several courses on one hub has no single ``AIFKIT_COURSE_ID``; nbgrader files
+    their assignments under ``<course>/<assignment>``, so the course is the folder above the
+    notebook's when it is one of theirs (``AIFKIT_COURSES``).
+    """
+    named = os.environ.get(COURSE_ENV, "")
+    if named or not assignment:
+        return named
+    mine = [c for c in os.environ.get(COURSES_ENV, "").split(",") if c]
+    here = Path.cwd()
+    return here.parent.name if here.name == assignment and here.parent.name in mine else ""
 
 
 @dataclass(frozen=True)
@@ -49,11 +61,15 @@ class Variant:
 
     assignment: str
     learner: str = field(default_factory=current_learner)
-    course: str = field(default_factory=current_course)
+    course: str | None = None  # None: the course this notebook runs in (current_course)
+
+    def __post_init__(self) -> None:
+        if self.course is None:
+            object.__setattr__(self, "course", current_course(self.assignment))
 
     def _number(self, name: str) -> int:
         """A 64-bit number from the course, assignment, learner and the parameter's name."""
-        text = "\x00".join((self.course, self.assignment, self.learner, name))
+        text = "\x00".join((self.course or "", self.assignment, self.learner, name))
         return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
     def seed(self, name: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from aifkit import resources
-from aifkit.hub.schema import HubConfig
+from aifkit.hub.schema import CourseEntry, HubConfig
 
 # What single-user servers keep from the hub's environment. JupyterHub >= 5.2 keeps almost
 # nothing by default and batchspawner jobs then start without PATH (STACK-NOTES).
@@ -28,6 +28,7 @@ ENV_KEEP = [
     "LC_ALL",
     "JUPYTERHUB_SINGLEUSER_APP",
 ]
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "read:users:groups!user"]
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 
@@ -41,7 +42,10 @@ class Secrets:
 
 
 def ports(config: HubConfig) -> dict[str, int]:
-    """The public port and the internal ones derived from it (proxy API, hub, formgrader)."""
+    """The public port and the internal ones derived from it (proxy API, hub, formgrader).
+
+    Course ``i`` of ``course_list`` has its formgrader on ``formgrader + i``.
+    """
     public = urlparse(config.bind_url).port or (443 if config.bind_url.startswith("https") else 80)
     return {
         "public": public,
@@ -59,30 +63,42 @@ def singleuser_command() -> list[str]:
     return [str(Path(sys.executable).parent / "aifkit-singleuser")]
 
 
-def role_environment(config: HubConfig, role: str) -> dict[str, str]:
-    """The environment of a learner's or instructor's server (and of the formgrader)."""
+def role_environment(
+    config: HubConfig, role: str, courses: tuple[CourseEntry, ...] | None = None
+) -> dict[str, str]:
+    """The environment of a learner's or instructor's server (and of a formgrader).
+
+    ``courses`` are the user's (default: every course of the hub), ``AIFKIT_COURSES``; with one,
+    its id is also ``AIFKIT_COURSE_ID``. On a hub of several courses (``AIFKIT_HUB_COURSES``)
+    a learner's nbgrader lists, fetches and submits only in the courses whose ``nbgrader-<id>``
+    group holds them, and files each assignment under ``<course>/<assignment>``.
+    """
+    courses = config.course_list if courses is None else courses
+    one = courses[0] if len(courses) == 1 else None
     return {
         # searched, never written: each user's own settings stay in their ~/.jupyter
         "JUPYTER_CONFIG_PATH": str(resources.singleuser_config_dir(role)),
-        "AIFKIT_COURSE_ID": config.course_id,
+        "AIFKIT_COURSE_ID": one.id if one else "",
+        "AIFKIT_COURSES": ",".join(c.id for c in courses),
+        "AIFKIT_HUB_COURSES": ",".join(c.id for c in config.course_list),
         "AIFKIT_EXCHANGE": str(config.exchange_root),
-        "AIFKIT_COURSE_ROOT": str(config.course),
+        "AIFKIT_COURSE_ROOT": str(config.course_path(one)) if one else "",
         **config.extra_env,
     }
 
 
 def make_pre_spawn_hook(config: HubConfig) -> Any:
-    """A hook that gives instructors the instructor tools and learners the learner set-up."""
-    instructors = set(config.instructors)
+    """A hook that gives each user their role's tools and their own courses."""
+    instructors = set(config.instructors_all)
 
     def pre_spawn_hook(spawner: Any) -> None:
         groups = {g.name for g in getattr(spawner.user, "groups", [])}
-        role = (
-            "instructor"
-            if spawner.user.name in instructors or "instructors" in groups
-            else "learner"
-        )
-        spawner.environment.update(role_environment(config, role))
+        name = spawner.user.name
+        role = "instructor" if name in instructors or "instructors" in groups else "learner"
+        courses = config.courses_of(name)
+        if not courses and len(config.course_list) == 1:  # a user the YAML does not list (OIDC)
+            courses = config.course_list
+        spawner.environment.update(role_environment(config, role, courses))
         home = getattr(spawner, "home_dir", None)
         if home:
             Path(home).mkdir(parents=True, exist_ok=True)
@@ -117,9 +133,12 @@ def _hub(config: HubConfig, c: Any, secrets: Secrets) -> None:
         c.JupyterHub.ssl_cert = config.ssl_cert
         c.JupyterHub.ssl_key = config.ssl_key
     c.JupyterHub.load_groups = {
-        "instructors": {"users": list(config.instructors)},
-        "learners": {"users": list(config.learners)},
+        "instructors": {"users": list(config.instructors_all)},
+        "learners": {"users": list(config.learners_all)},
     }
+    for course in config.course_list:  # nbgrader's names: formgrade-<course>, nbgrader-<course>
+        c.JupyterHub.load_groups[f"formgrade-{course.id}"] = {"users": list(course.instructors)}
+        c.JupyterHub.load_groups[f"nbgrader-{course.id}"] = {"users": list(course.learners)}
 
 
 def _auth(config: HubConfig, c: Any, secrets: Secrets) -> None:
@@ -154,6 +173,8 @@ def _spawner(config: HubConfig, c: Any) -> None:
     c.Spawner.env_keep = ENV_KEEP
     c.Spawner.environment = role_environment(config, "learner")
     c.Spawner.pre_spawn_hook = make_pre_spawn_hook(config)
+    # the server's own token may read its user's groups: nbgrader lists a learner's courses
+    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
     c.Spawner.start_timeout = config.start_timeout
     c.Spawner.http_timeout = config.http_timeout
     if os.geteuid() == 0 and config.spawner == "local":
@@ -196,23 +217,24 @@ def _spawner(config: HubConfig, c: Any) -> None:
 
 def _services(config: HubConfig, c: Any) -> None:
     port = ports(config)
-    course = config.course_id
     formgrader_args = ["--allow-root"] if os.geteuid() == 0 else []
     c.JupyterHub.services = [
         {
-            "name": course,
-            "url": f"http://127.0.0.1:{port['formgrader']}",
+            "name": course.id,
+            "url": f"http://127.0.0.1:{port['formgrader'] + index}",
             "command": [*singleuser_command(), *formgrader_args],
-            "cwd": str(config.course),
+            "cwd": str(config.course_path(course)),
             "environment": {
-                **role_environment(config, "instructor"),
+                **role_environment(config, "instructor", (course,)),
                 "JUPYTERHUB_DEFAULT_URL": "/formgrader",
             },
             "oauth_no_confirm": True,
             # JupyterHub 6 gives a managed service 30 s to answer, then the hub exits; the
             # formgrader is a whole single-user server: it gets the servers' start limit
             "timeout": config.start_timeout,
-        },
+        }
+        for index, course in enumerate(config.course_list)
+    ] + [
         {
             "name": "idle-culler",
             "command": [
@@ -226,11 +248,13 @@ def _services(config: HubConfig, c: Any) -> None:
     ]
     c.JupyterHub.load_roles = [
         {
-            "name": f"formgrade-{course}",
-            "description": "instructors reach the formgrader service, learners do not",
-            "groups": ["instructors"],
-            "scopes": [f"access:services!service={course}"],
-        },
+            "name": f"formgrade-{course.id}",
+            "description": f"the instructors of {course.id} reach its formgrader, no one else",
+            "groups": [f"formgrade-{course.id}"],
+            "scopes": [f"access:services!service={course.id}"],
+        }
+        for course in config.course_list
+    ] + [
         {
             "name": "idle-culler",
             "description": "least privilege: list users, read activity, stop idle servers",

@@ -82,7 +82,9 @@ STUDENT_CODE_COMMANDS = re.compile(
 )
 CULLER_COMMANDS = re.compile(r"jupyterhub[-_]idle[-_]culler|cull_idle_servers")
 BATCH_CLASS = re.compile(r"(Slurm|Torque|PBS|Moab|Condor|LSF|SGE|GridEngine|Batch)\w*Spawner")
-LEARNER_GROUP = re.compile(r"learner|student", re.IGNORECASE)
+LEARNER_GROUP = re.compile(r"learner|student|^nbgrader-", re.IGNORECASE)
+INSTRUCTOR_GROUP = re.compile(r"instructor|teacher|^formgrade-", re.IGNORECASE)
+COURSE_GROUP = re.compile(r"^(formgrade|nbgrader)-(?P<course>.+)$")
 SPAWNER_SECTIONS = ("Spawner", "SpawnerBase")
 
 
@@ -117,7 +119,7 @@ class Context:
     source: Path
     base: Path  # relative paths in the config are taken from here
     profile: Profile | None = None  # the YAML's profile: key
-    course_id: str | None = None  # the formgrader service's name in our YAML
+    course_ids: tuple[str, ...] = ()  # the formgrader services' names in our YAML
     # secret files whose values went into the Config: setting -> path (only our YAML says)
     secret_files: dict[str, Path] = field(default_factory=dict)
 
@@ -176,7 +178,7 @@ def _context(source: Path, hub: HubConfig | None) -> Context:
         source=source,
         base=source.resolve().parent,
         profile=profile,
-        course_id=hub.course_id,
+        course_ids=tuple(course.id for course in hub.course_list),
         secret_files=files,
     )
 
@@ -417,10 +419,10 @@ def _command(service: dict[str, Any]) -> str:
 
 def runs_student_code(service: dict[str, Any]) -> bool:
     """A Jupyter server or nbgrader (the formgrader autogrades learners' notebooks)."""
-    return bool(STUDENT_CODE_COMMANDS.search(_command(service))) or is_formgrader(service, None)
+    return bool(STUDENT_CODE_COMMANDS.search(_command(service))) or is_formgrader(service, ())
 
 
-def is_formgrader(service: dict[str, Any], course_id: str | None) -> bool:
+def is_formgrader(service: dict[str, Any], course_ids: tuple[str, ...]) -> bool:
     environment = service.get("environment") or {}
     default_url = str(environment.get("JUPYTERHUB_DEFAULT_URL", ""))
     name = str(service.get("name", ""))
@@ -428,7 +430,7 @@ def is_formgrader(service: dict[str, Any], course_id: str | None) -> bool:
         "formgrader" in default_url
         or "formgrader" in name
         or "formgrader" in _command(service)
-        or (course_id is not None and name == course_id)
+        or name in course_ids
     )
 
 
@@ -665,10 +667,10 @@ def privileged_learners(hub: ConfigView) -> Iterator[Issue]:
 
 @rule("formgrader-reachable", "the formgrader service is reachable by instructors only")
 def formgrader_reachable(hub: ConfigView) -> Iterator[Issue]:
-    course = hub.context.course_id if hub.context else None
+    courses = hub.context.course_ids if hub.context else ()
     for service in hub.services:
         name = str(service.get("name"))
-        if not is_formgrader(service, course):
+        if not is_formgrader(service, courses):
             continue
         granting = [
             r
@@ -695,6 +697,44 @@ def formgrader_reachable(hub: ConfigView) -> Iterator[Issue]:
                 f"no role grants access to the formgrader {name}: only admins can open it",
                 f"add a role with scopes [access:services!service={name}] and groups [instructors]",
             )
+
+
+@rule("courses", "each course group has its course, no learner teaches, no shared gradebook")
+def courses(hub: ConfigView) -> Iterator[Issue]:
+    known = hub.context.course_ids if hub.context else ()
+    formgraders = [s for s in hub.services if is_formgrader(s, known)]
+    names = {str(s.get("name")) for s in formgraders}
+    for group in hub.groups:
+        match = COURSE_GROUP.match(group)
+        if match and match["course"] not in names:
+            yield Issue(
+                "error",
+                f"c.JupyterHub.load_groups[{group!r}]",
+                f"group {group} is for course {match['course']}, which has no formgrader service",
+                f"add the course {match['course']} (its formgrader service), or remove the group",
+            )
+    teaching = {u for g, users in hub.groups.items() if INSTRUCTOR_GROUP.search(g) for u in users}
+    for user in sorted(teaching & hub.learners):
+        yield Issue(
+            "error",
+            "c.JupyterHub.load_groups",
+            f"{user} is in a learner group and an instructor group: as an instructor they see "
+            "the solutions, the hidden tests and every learner's work",
+            f"take {user} out of one of them (use another account to teach)",
+        )
+    folders: dict[str, str] = {}
+    for service in formgraders:
+        folder = str(Path(str(service.get("cwd") or ".")).resolve())
+        name = str(service.get("name"))
+        if folder in folders:
+            yield Issue(
+                "error",
+                _service_setting(service),
+                f"courses {folders[folder]} and {name} run in the same folder {folder}: they "
+                "share one gradebook (gradebook.db there) and one source folder",
+                "give each course its own folder (courses[].root)",
+            )
+        folders[folder] = name
 
 
 @rule(

@@ -26,7 +26,7 @@ import psutil
 
 from aifkit import processes, resources
 from aifkit.hub import secrets
-from aifkit.hub.schema import HubConfig, HubConfigError, load
+from aifkit.hub.schema import CourseEntry, HubConfig, HubConfigError, load
 
 CHP_VERSION = "5.3.0"
 HEALTH_TIMEOUT_S = 120.0
@@ -58,23 +58,35 @@ def proxy_bin(config: HubConfig, announce: Callable[[str], None] = print) -> Pat
     return local
 
 
-def course_environment(config: HubConfig) -> dict[str, str]:
-    return {"AIFKIT_EXCHANGE": str(config.exchange_root), "AIFKIT_COURSE_ID": config.course_id}
+def course_environment(config: HubConfig, course: CourseEntry) -> dict[str, str]:
+    return {"AIFKIT_EXCHANGE": str(config.exchange_root), "AIFKIT_COURSE_ID": course.id}
 
 
 def release_course(config: HubConfig, announce: Callable[[str], None] = print) -> list[str]:
-    """Release the configured assignments that are not in the exchange yet; return them."""
+    """Release every course's configured assignments not in the exchange yet; return them."""
+    return [
+        f"{course.id}/{assignment}"
+        for course in config.course_list
+        for assignment in _release_one(config, course, announce)
+    ]
+
+
+def _release_one(
+    config: HubConfig, entry: CourseEntry, announce: Callable[[str], None]
+) -> list[str]:
     from traitlets.config import Config
 
     from aifkit.grading.course import Course
 
     overrides = Config()
-    overrides.CourseDirectory.course_id = config.course_id
+    overrides.CourseDirectory.course_id = entry.id
     overrides.Exchange.root = str(config.exchange_root)
-    saved = {k: os.environ.get(k) for k in course_environment(config)}
-    os.environ.update(course_environment(config))  # a course's nbgrader_config.py may read them
+    environment = course_environment(config, entry)
+    saved = {k: os.environ.get(k) for k in environment}
+    os.environ.update(environment)  # a course's nbgrader_config.py may read them
     try:
-        return _release(config, Course.load(config.course, overrides), announce)
+        course = Course.load(config.course_path(entry), overrides)
+        return _release(config, entry, course, announce)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -83,22 +95,24 @@ def release_course(config: HubConfig, announce: Callable[[str], None] = print) -
                 os.environ[key] = value
 
 
-def _release(config: HubConfig, course: Any, announce: Callable[[str], None]) -> list[str]:
+def _release(
+    config: HubConfig, entry: CourseEntry, course: Any, announce: Callable[[str], None]
+) -> list[str]:
     from aifkit import catalog
     from aifkit.grading import workflow
 
-    if config.release == "all":
-        source = config.course / course.coursedir.source_directory
+    if entry.release == "all":
+        source = config.course_path(entry) / course.coursedir.source_directory
         wanted = [a.id for a in catalog.load(source).assignments()]
     else:
-        wanted = list(config.release)
+        wanted = list(entry.release)
     with course.gradebook() as gb:  # formgrader lists learners by name, not "None, None"
-        for name in config.learners:
+        for name in entry.learners:
             gb.update_or_create_student(name)
-    outbound = config.exchange_root / config.course_id / "outbound"
+    outbound = config.exchange_root / entry.id / "outbound"
     todo = [a for a in wanted if not (outbound / a).is_dir()]
     for number, assignment in enumerate(todo, 1):
-        announce(f"releasing {assignment} ({number}/{len(todo)})")
+        announce(f"releasing {entry.id}/{assignment} ({number}/{len(todo)})")
         workflow.release(course, assignment)
     return todo
 
@@ -183,7 +197,7 @@ def start(config_path: Path, announce: Callable[[str], None] = print) -> Running
     venv_bin = Path(sys.executable).parent
     env = {
         **os.environ,
-        **course_environment(config),
+        "AIFKIT_EXCHANGE": str(config.exchange_root),
         "PATH": os.pathsep.join([str(venv_bin), str(chp), os.environ.get("PATH", "")]),
         "AIFKIT_HUB_CONFIG": str(Path(config_path).resolve()),
     }
@@ -239,15 +253,18 @@ def _announce_and_wait(hub: RunningHub, announce: Callable[[str], None]) -> int:
     announce(f"\nThe training hub is up: {hub.url}")
     if config.auth == "shared-password":
         password_file = config.path(config.password_file)
-        announce(f"  instructors: {', '.join(config.instructors)}")
-        announce(f"  learners:    {', '.join(config.learners)}")
+        for course in config.course_list:
+            prefix = f"  {course.id}: " if len(config.course_list) > 1 else "  "
+            announce(f"{prefix}instructors: {', '.join(course.instructors)}")
+            announce(f"{prefix}learners:    {', '.join(course.learners)}")
         if any(made.startswith("password") for made in hub.created):  # shown once, at creation
             announce(
                 f"  password:    {secrets.read_private(password_file)}  (saved in {password_file})"
             )
         else:
             announce(f"  password:    in {password_file} (mode 600)")
-    announce(f"  formgrader:  {hub.url}services/{config.course_id}/ (instructors only)")
+    for course in config.course_list:
+        announce(f"  formgrader:  {hub.url}services/{course.id}/ (its instructors only)")
     announce(f"  log:         {hub.log}\nCtrl-C stops the hub and everything it started.")
     stopping = {"now": False}
 

@@ -58,6 +58,22 @@ class Oidc(Model):
     scope: Names = ("openid",)
 
 
+class CourseEntry(Model):
+    """One course on the hub: its nbgrader course folder, its instructors and its learners.
+
+    Each course has its own gradebook (in its folder), its own exchange folder (``<exchange>/<id>``,
+    nbgrader's layout), its own formgrader service (``/services/<id>/``) and its own groups:
+    ``formgrade-<id>`` (instructors) and ``nbgrader-<id>`` (learners), as nbgrader's JupyterHub
+    integration names them.
+    """
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="a course id")
+    root: str = "."
+    instructors: Names = ()
+    learners: Names = ()
+    release: Literal["all"] | Names = "all"
+
+
 class HubConfig(Model):
     """Everything that differs between the local training hub and the factory hub."""
 
@@ -88,6 +104,7 @@ class HubConfig(Model):
     )
     course_id: str = "aifkit"
     course_root: str = "."
+    courses: Items[CourseEntry] = ()  # several courses; empty: the one course above
     exchange: str = ""  # empty: exchange/ in the state folder
     release: Literal["all"] | Names = "all"
     culler_timeout: int = 3600
@@ -102,15 +119,80 @@ class HubConfig(Model):
             problems.append("auth is oidc but the oidc: section is missing")
         if self.spawner == "slurm" and not self.profiles:
             problems.append("the slurm spawner needs at least one entry in profiles")
-        if not self.instructors:
-            problems.append("instructors: name at least one instructor")
-        overlap = set(self.instructors) & set(self.learners)
-        if overlap:
-            problems.append(f"learners: {sorted(overlap)} are both instructors and learners")
+        problems += self._courses_problems()
         problems += self._profiles_fit_the_site()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _courses_problems(self) -> list[str]:
+        """Every course has an instructor, no one both teaches and learns, no shared gradebook."""
+        if self.courses and {"course_id", "course_root", "instructors", "learners", "release"} & (
+            self.model_fields_set
+        ):
+            return [
+                "courses: give course_id, course_root, instructors, learners and release either "
+                "at the top (one course) or in each entry of courses, not both"
+            ]
+        problems = []
+        for index, course in enumerate(self.course_list):
+            where = f"courses[{index}] ({course.id}): " if self.courses else ""
+            if not course.instructors:
+                problems.append(f"{where}instructors: name at least one instructor")
+        both = set(self.instructors_all) & set(self.learners_all)
+        if both:
+            problems.append(
+                f"learners: {sorted(both)} are both instructors and learners (a learner in an "
+                "instructor group would see every learner's work and the solutions)"
+            )
+        seen: dict[str, str] = {}
+        roots: dict[Path, str] = {}
+        for course in self.course_list:
+            if course.id in seen:
+                problems.append(f"courses: the id {course.id!r} is used twice")
+            seen[course.id] = course.id
+            root = self.course_path(course).resolve()
+            if root in roots:
+                problems.append(
+                    f"courses: {roots[root]!r} and {course.id!r} share the course folder {root}, "
+                    "so they would share one gradebook: give each course its own folder"
+                )
+            roots[root] = course.id
+        return problems
+
+    @property
+    def course_list(self) -> tuple[CourseEntry, ...]:
+        """The hub's courses: ``courses``, else the one course of the top-level keys."""
+        if self.courses:
+            return self.courses
+        return (
+            CourseEntry(
+                id=self.course_id,
+                root=self.course_root,
+                instructors=self.instructors,
+                learners=self.learners,
+                release=self.release,
+            ),
+        )
+
+    def course_path(self, course: CourseEntry) -> Path:
+        """A course's folder (relative paths from this file's folder)."""
+        path = Path(course.root)
+        return path if path.is_absolute() else self.base / path
+
+    @property
+    def instructors_all(self) -> tuple[str, ...]:
+        """Every course's instructors, each once, in order."""
+        return tuple(dict.fromkeys(n for c in self.course_list for n in c.instructors))
+
+    @property
+    def learners_all(self) -> tuple[str, ...]:
+        """Every course's learners, each once, in order."""
+        return tuple(dict.fromkeys(n for c in self.course_list for n in c.learners))
+
+    def courses_of(self, user: str) -> tuple[CourseEntry, ...]:
+        """The courses ``user`` teaches or learns in."""
+        return tuple(c for c in self.course_list if user in c.instructors or user in c.learners)
 
     def _profiles_fit_the_site(self) -> list[str]:
         """Each spawn profile checked as a one-task job against the site, by jobs' own rules."""
@@ -181,7 +263,7 @@ class HubConfig(Model):
 
     @property
     def users(self) -> tuple[str, ...]:
-        return self.instructors + self.learners
+        return self.instructors_all + self.learners_all
 
 
 def parse(data: Any, *, source: str, base: Path) -> HubConfig:
