@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -177,20 +178,20 @@ def truth(data: dict[str, np.ndarray]) -> np.ndarray:
     return result
 
 
-def score(data: dict[str, np.ndarray], risk: np.ndarray, *, label: str = "truth") -> float:
+def score(data: dict[str, np.ndarray], risk: ArrayLike, *, label: str = "truth") -> float:
     """PR-AUC (average precision) of ``risk`` (higher = more suspicious) on ``data``.
 
     ``label``: ``"truth"`` (``fraud_kind > 0``, the target's) or ``"is_fraud"`` (the bank's).
     """
-    risk = np.asarray(risk, dtype=np.float64).reshape(-1)
+    scores = np.asarray(risk, dtype=np.float64).reshape(-1)
     y = truth(data) if label == "truth" else np.asarray(data[label], dtype=np.int64)
-    if len(risk) != len(y):
-        raise ValueError(f"{len(risk)} risk scores for {len(y)} transactions")
-    if not np.all(np.isfinite(risk)):
+    if len(scores) != len(y):
+        raise ValueError(f"{len(scores)} risk scores for {len(y)} transactions")
+    if not np.all(np.isfinite(scores)):
         raise ValueError("risk scores must be finite numbers (no NaN or inf)")
     if not y.any():
         raise ValueError("no fraud in these transactions: PR-AUC is undefined")
-    return float(average_precision_score(y, risk))
+    return float(average_precision_score(y, scores))
 
 
 def raw_features(data: dict[str, np.ndarray]) -> np.ndarray:
@@ -231,13 +232,13 @@ def features(data: dict[str, np.ndarray]) -> np.ndarray:
     ).astype(np.float64)
 
 
-def undersample(labels: np.ndarray, *, keep_negatives: float, seed: int) -> np.ndarray:
+def undersample(labels: ArrayLike, *, keep_negatives: float, seed: int) -> np.ndarray:
     """Indices of every positive and a random ``keep_negatives`` share of the negatives."""
     if not 0 < keep_negatives <= 1:
         raise ValueError(f"keep_negatives must be in (0, 1], not {keep_negatives}")
     rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    kept: np.ndarray = np.flatnonzero((labels == 1) | (rng.random(len(labels)) < keep_negatives))
+    y = np.asarray(labels)
+    kept: np.ndarray = np.flatnonzero((y == 1) | (rng.random(len(y)) < keep_negatives))
     return kept
 
 
@@ -279,19 +280,19 @@ class OperatingPoint:
 
 
 def operating_point(
-    risk: np.ndarray,
-    amount: np.ndarray,
-    is_fraud: np.ndarray,
+    risk: ArrayLike,
+    amount: ArrayLike,
+    is_fraud: ArrayLike,
     *,
     threshold: float,
     fee: float,
 ) -> OperatingPoint:
     """Alert on ``risk >= threshold``; cost = missed fraud amounts + ``fee`` per alert."""
-    risk, amount = np.asarray(risk, dtype=np.float64), np.asarray(amount, dtype=np.float64)
+    scores, amounts = np.asarray(risk, dtype=np.float64), np.asarray(amount, dtype=np.float64)
     fraud = np.asarray(is_fraud).astype(bool)
-    alert = risk >= threshold
+    alert = scores >= threshold
     alerts, caught, frauds = int(alert.sum()), int((alert & fraud).sum()), int(fraud.sum())
-    missed = float(amount[fraud & ~alert].sum())
+    missed = float(amounts[fraud & ~alert].sum())
     return OperatingPoint(
         threshold=float(threshold),
         alerts=alerts,
