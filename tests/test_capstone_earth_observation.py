@@ -56,7 +56,7 @@ class Memoriser:
     def __init__(self, seen: dict[str, np.ndarray], fallback: task.ThresholdRule) -> None:
         self.table = {
             hashlib.sha256(image.tobytes()).hexdigest(): task.cloud_mask(mask)
-            for image, mask in zip(seen["images"], seen["masks"])
+            for image, mask in zip(seen["images"], seen["masks"], strict=True)
         }
         self.fallback = fallback
 

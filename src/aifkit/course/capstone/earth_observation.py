@@ -13,7 +13,6 @@ the training tiles. It calls snow cloud, misses most cirrus and stumbles on brig
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -172,8 +171,9 @@ class CloudNet(torch.nn.Module):
         self.head = conv(3 * width, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.pixel(self.norm(x))
-        return self.head(torch.cat([a, self.near(a), self.far(a)], 1))[:, 0]
+        a: torch.Tensor = self.pixel(self.norm(x))
+        logits: torch.Tensor = self.head(torch.cat([a, self.near(a), self.far(a)], 1))
+        return logits[:, 0]
 
 
 def flops_per_tile(width: int = 8, tile: int = TILE, bands: int = len(eo.BANDS)) -> float:
