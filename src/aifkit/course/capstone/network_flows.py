@@ -169,7 +169,9 @@ class Standardizer:
     @classmethod
     def fit(cls, x: Array) -> Standardizer:
         flat = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
-        return cls(flat.mean(axis=0).astype(np.float32), (flat.std(axis=0) + 1e-6).astype(np.float32))
+        return cls(
+            flat.mean(axis=0).astype(np.float32), (flat.std(axis=0) + 1e-6).astype(np.float32)
+        )
 
     def __call__(self, x: Array) -> Array:
         return np.asarray((x - self.mean) / self.std, dtype=np.float32)
