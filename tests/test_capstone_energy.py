@@ -7,8 +7,14 @@ the reference must meet it with margin. The hidden test's literal threshold is T
 
 from __future__ import annotations
 
+import ast
+import json
 import math
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +25,7 @@ import pytest
 import torch
 
 from aifkit.course.capstone import energy
+from aifkit.course.synthetic import shards
 
 NOTEBOOK = (
     Path(__file__).resolve().parents[1]
@@ -98,7 +105,7 @@ def test_secret_seed_appears_only_in_the_hidden_test() -> None:
 
 @pytest.fixture(scope="module")
 def calibration() -> dict[str, list[float]]:
-    """Scores (nMAE) of four models on the secret seed and five more held-out seeds."""
+    """Scores (nMAE) of four models on five held-out seeds: the secret one and four more."""
     train_seed, val_seed = _visible_seeds()
     train = energy.windows(energy.make_data(40, seed=train_seed))
     val = energy.windows(energy.make_data(16, seed=val_seed))
@@ -115,7 +122,7 @@ def calibration() -> dict[str, list[float]]:
         "memoriser": memoriser,
     }
     secret = _secret_seed()
-    seeds = [secret] + [secret + k for k in (1, 2, 3, 4, 5)]
+    seeds = [secret] + [secret + k for k in (1, 2, 3, 4)]
     scores: dict[str, list[float]] = {name: [] for name in models}
     for seed in seeds:
         held = energy.windows(energy.make_data(HELD_OUT_SITES, seed=seed))
@@ -209,3 +216,71 @@ def test_portfolio_errors_cancel() -> None:
     assert found["site_mae"] == pytest.approx((1 + 1 + 2) / 2 / 20)
     assert found["shortfall"] == pytest.approx(2 / 2 / 20), "hour 10 cancels, hour 11 is 2 kW short"
     assert found["surplus"] == 0.0
+
+
+# --- the training script of the notebook's job ---------------------------------------------
+
+
+def _train_script() -> str:
+    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "TRAIN_SCRIPT = " not in cell.source:
+            continue
+        for node in ast.parse(cell.source).body:
+            if (
+                isinstance(node, ast.Assign)
+                and getattr(node.targets[0], "id", "") == "TRAIN_SCRIPT"
+            ):
+                return str(ast.literal_eval(node.value))
+    raise AssertionError("no TRAIN_SCRIPT in the notebook")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_script_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """A requeued job finds checkpoint.pt after epoch 1: it trains epoch 2 only, saves atomically.
+
+    One process (a world of 1, without torchrun) keeps the test short.
+    """
+    script = tmp_path / "train_pv.py"
+    script.write_text(_train_script())
+    data = energy.make_data(4, seed=3, hours=24 * 20)
+    shards.write(data, tmp_path / "train", 2)
+    shards.write(data, tmp_path / "val", 2)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(len(energy.FEATURES), 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, len(energy.QUANTILES)),
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 1}
+    torch.save({**state, "history": [0.5]}, run / "checkpoint.pt")  # as if epoch 1 had run
+    src = str(Path(energy.__file__).resolve().parents[3])
+    env = {**os.environ, "PYTHONPATH": src, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+    env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    command = [
+        sys.executable,
+        str(script),
+        str(tmp_path / "train"),
+        str(tmp_path / "val"),
+        str(run),
+    ]
+    command += ["--rows", "1000", "--batch", "200", "--epochs", "2"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "resumed" in done.stdout and "epoch 2:" in done.stdout and "epoch 1:" not in done.stdout
+    result = json.loads((run / "result.json").read_text())
+    assert result["resumed_after"] == 1 and result["loss_history"][0] == 0.5
+    assert len(result["loss_history"]) == 2 and result["samples_per_s"] > 0
+    assert math.isfinite(result["val_nmae"]) and math.isfinite(result["val_pinball"])
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 2 and not list(run.glob(".ckpt-*")), "atomic: no temporary file left"
