@@ -68,14 +68,18 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = N_CLASSES
     y_pred = np.asarray(y_pred).astype(np.int64).ravel()
     if y_true.shape != y_pred.shape:
         raise ValueError(f"{len(y_true)} labels but {len(y_pred)} predictions")
-    if len(y_true) and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= n_classes):
+    if len(y_true) and (
+        min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= n_classes
+    ):
         raise ValueError(f"classes must be 0..{n_classes - 1}")
     return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(
         n_classes, n_classes
     )
 
 
-def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
+def per_class_recall(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = N_CLASSES
+) -> np.ndarray:
     """Recall (sensitivity) of each class; NaN for a class with no true beat."""
     counts = confusion(y_true, y_pred, n_classes)
     support = counts.sum(axis=1)
@@ -190,7 +194,9 @@ def make_cnn(width: int = 8) -> Any:
 def class_weights(labels: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
     """Inverse-frequency weights (mean 1 over the classes present; 0 for an absent class)."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(float)
-    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max(1, (counts > 0).sum()), 0.0)
+    weights = np.where(
+        counts > 0, counts.sum() / np.maximum(counts, 1) / max(1, (counts > 0).sum()), 0.0
+    )
     present = weights > 0
     weights[present] /= weights[present].mean()
     return weights.astype(np.float32)
