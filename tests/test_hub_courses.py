@@ -5,19 +5,33 @@ learns), each with the test course's assignment "adv" released in its own folder
 exchange. On the real local hub (JupyterHub, configurable-http-proxy, two formgrader services):
 an instructor opens their own course's formgrader and is refused the other's; a learner is
 refused both; a learner lists, fetches and submits only in their own courses, a learner of two
-courses sees both and gets each assignment under ``<course>/<assignment>``.
+courses sees both and gets each assignment under ``<course>/<assignment>``. In the real
+browser, an instructor of one course grades it and is refused the other (screenshots in
+build/test-artifacts/browser-courses/).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
 from hub_client import HubSession
 from hub_fixture import SPAWN_TIMEOUT_S, HubFactory, LocalHub
+from test_hub_browser import (  # the browser journeys' fixture and helpers
+    ADV,
+    ARTIFACTS,
+    CHROMIUM,
+    SPAWN_TIMEOUT_MS,
+    Journey,
+    browser,  # noqa: F401  (a fixture)
+    exact,
+    login,
+)
 
 pytestmark = pytest.mark.hub
 
@@ -122,3 +136,33 @@ def _courses(hub: LocalHub) -> list[dict[str, object]]:
 
     courses: list[dict[str, object]] = yaml.safe_load(hub.config_path.read_text())["courses"]
     return courses
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: scripts/system-deps.sh")
+def test_an_instructor_of_one_course_sees_only_its_formgrader(
+    browser: Any,  # noqa: F811  (the fixture imported above)
+    hub: LocalHub,
+) -> None:
+    """ada logs in through the hub's form, grades ml101, and hpc201's formgrader refuses her."""
+    journey = Journey(ARTIFACTS.parent / "browser-courses", hub)
+    context = journey.context(browser)
+    page = context.new_page()
+    own, other = "/services/ml101/formgrader", "/services/hpc201/formgrader"
+
+    with journey.step("01-own-course-formgrader", page):
+        login(page, hub, "ada", next_url=own)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(re.compile(re.escape(own)), timeout=SPAWN_TIMEOUT_MS)
+        page.locator("td.name", has_text=exact(ADV)).wait_for()
+
+    with journey.step("02-other-course-refused", page):
+        reply = page.goto(hub.url + other.lstrip("/"))
+        assert reply is not None and reply.status == 403, reply and reply.url
+        page.get_by_text("403").first.wait_for()
+
+    context.close()
+    assert not journey.offsite, f"the browser tried to leave 127.0.0.1: {journey.offsite}"
+    shots = sorted(p.name for p in journey.folder.glob("[0-9]*.png"))
+    assert shots == ["01-own-course-formgrader.png", "02-other-course-refused.png"], shots
