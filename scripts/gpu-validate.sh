@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validate tracks C, D and E (deep learning, scaling up, transformers) at a GPU tier on this machine
+# Validate tracks C, D, E and F (deep learning, scaling up, transformers, capstones) at a GPU tier on this machine
 # and print each notebook's seconds and the figures it measured (AIFKIT_C03_THROUGHPUT,
 # AIFKIT_D01_THROUGHPUT, AIFKIT_E01_TOKENS_PER_S and AIFKIT_E01_MFU, the tiny GPT's model FLOPs
 # utilisation against the device's bf16 peak from facts.yml).
@@ -34,7 +34,7 @@ names = sorted({torch.cuda.get_device_name(i) for i in range(seen)})
 print(f"gpu-validate: torch {torch.__version__}, {seen} GPU(s): {', '.join(names)}")
 PY
 status=0
-"$python" -m aifkit validate courses/c0* courses/d0* courses/e0* --tier "$tier" --jobs 1 \
+"$python" -m aifkit validate courses/c0* courses/d0* courses/e0* courses/f0* --tier "$tier" --jobs 1 \
   --report "build/validate-$tier" || status=$?
 # Track E's headline figures once more, on their own lines, for the note of a GPU run.
 grep -ho 'AIFKIT_E01_[A-Z_]*=[^ ]*' "build/validate-$tier/report.txt" 2>/dev/null || true
