@@ -144,3 +144,14 @@ def test_a_job_that_does_not_fit_the_site_is_refused_before_it_runs(tmp_path: Pa
     with pytest.raises(jobs.JobError, match="allows at most"):
         capstone.run_training_job(too_long, LOCAL, workdir=tmp_path)
     assert not list(tmp_path.iterdir()), "nothing ran"
+
+
+def test_the_grading_sandbox_runs_no_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Graded, without SLURM: nothing runs (no test grades the job), and the notebook is told."""
+    monkeypatch.setenv(capstone.GRADING_ENV, "1")
+    monkeypatch.setattr(capstone, "free_nodes", lambda partition: 0)
+    run = capstone.run_training_job(
+        _spec([str(ALLREDUCE), str(tmp_path)], "capstone"), LOCAL, workdir=tmp_path, wait_s=120
+    )
+    assert (run.launch, run.state, run.ok) == ("none", "SKIPPED", False)
+    assert str(run).startswith("the job did not run") and not _ranks(tmp_path)
