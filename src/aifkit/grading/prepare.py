@@ -111,13 +111,7 @@ def prepare(
         )
     except ConfinedError as error:
         shutil.rmtree(folder, ignore_errors=True)
-        job = GradingJob(
-            assignment=assignment,
-            student=student,
-            folder=str(folder),
-            specs=specs,
-            course=course.course_id,
-        )
+        job = _new_job(course, assignment, student, folder, specs)
         job.problems = {name: str(error) for name in specs}
         job.files.mkdir(parents=True)
         job.save()
@@ -125,18 +119,25 @@ def prepare(
     return GradingJob.load(folder / JOB_FILE)
 
 
-def _prepare_here(
-    course: Course, assignment: str, student: str, specs: dict[str, NotebookSpec], workroot: Path
-) -> None:
-    """``prepare``'s work, in the confined child: the job is saved in its folder."""
-    folder = workroot / student
-    job = GradingJob(
+def _new_job(
+    course: Course, assignment: str, student: str, folder: Path, specs: dict[str, NotebookSpec]
+) -> GradingJob:
+    """An empty job for ``student``'s submission of ``assignment`` in ``course``."""
+    return GradingJob(
         assignment=assignment,
         student=student,
         folder=str(folder),
         specs=specs,
         course=course.course_id,
     )
+
+
+def _prepare_here(
+    course: Course, assignment: str, student: str, specs: dict[str, NotebookSpec], workroot: Path
+) -> None:
+    """``prepare``'s work, in the confined child: the job is saved in its folder."""
+    folder = workroot / student
+    job = _new_job(course, assignment, student, folder, specs)
     submitted = course.folder("submitted", student, assignment)
     intake = read_submission(submitted, sorted(specs))
     job.problems, job.repairs = dict(intake.problems), list(intake.repairs)

@@ -145,12 +145,12 @@ class HubConfig(Model):
                 f"learners: {sorted(both)} are both instructors and learners (a learner in an "
                 "instructor group would see every learner's work and the solutions)"
             )
-        seen: dict[str, str] = {}
+        seen: set[str] = set()
         roots: dict[Path, str] = {}
         for course in self.course_list:
             if course.id in seen:
                 problems.append(f"courses: the id {course.id!r} is used twice")
-            seen[course.id] = course.id
+            seen.add(course.id)
             root = self.course_path(course).resolve()
             if root in roots:
                 problems.append(
