@@ -47,8 +47,10 @@ def run_once(guarded: bool) -> tuple[float, int, int]:
     tests = graded_tests(nb)
     original = execute.kernel_env
 
-    def without_guard(threads: int, runtime_dir: Path | None = None) -> dict[str, str]:
-        env = original(threads, runtime_dir)
+    def without_guard(
+        threads: int, runtime_dir: Path | None = None, **identity: str
+    ) -> dict[str, str]:
+        env = original(threads, runtime_dir, **identity)
         env.pop(guard.GUARD_ENV, None)
         return env
 

@@ -52,7 +52,7 @@ from aifkit.grading.sandbox import SANDBOX_UID_BASE
 pytestmark = [
     pytest.mark.sandbox,
     pytest.mark.slow,
-    pytest.mark.timeout(1800),  # the module's one fixture grades 83 submissions, 46 of them twice
+    pytest.mark.timeout(1800),  # the module's one fixture grades 86 submissions, 47 of them twice
     pytest.mark.skipif(os.geteuid() != 0, reason="the adversarial suite runs as root, as CI does"),
 ]
 
@@ -430,6 +430,34 @@ CASES.update(
                 "partial(setattr, numpy.testing)('assert_' + 'allclose', operator.is_not)"
             ),
         ),
+        "code_claims_installed_file": Case(
+            0,
+            {
+                "square": "import sys, types, numpy\ndef peek(x):\n    f = sys._getframe(1)\n"
+                "    while f is not None and not any(type(c) is int for c in f.f_code.co_consts):\n"
+                "        f = f.f_back\n    return max(c for c in f.f_code.co_consts if type(c) is int)\n"
+                "square = types.FunctionType(peek.__code__.replace(co_filename=numpy.__file__), "
+                "{'sys': sys})"
+            },
+        ),
+        "code_file_name_lies": Case(
+            0,
+            {
+                "square": "import sys, types\nS = type('S', (str,), {'startswith': lambda s, *a: True, "
+                "'__eq__': lambda s, o: True, '__hash__': str.__hash__})\n"
+                "def peek(x):\n    return sys._getframe(1).f_back.f_code.co_consts[-1]\n"
+                "square = types.FunctionType(peek.__code__.replace(co_filename=S('x')), {'sys': sys})"
+            },
+        ),
+        "gc_walk_scheduled_on_the_event_loop": Case(
+            0,
+            {
+                "square": "import asyncio, gc, itertools\nseen = []\n"
+                "asyncio.get_event_loop().call_soon(seen.extend, "
+                "itertools.starmap(getattr(gc, 'get_' + 'objects'), [()]))\n"
+                "def square(x):\n    return 0"
+            },
+        ),
         "function_code_swap": Case(
             0,
             {
@@ -571,6 +599,7 @@ CANARIES = {"honest_a": AUTOGRADED_POINTS, "honest_b": AUTOGRADED_POINTS, "blank
 # intake differ there) and this sample of the code-only ones: one per step of nbgrader's own
 # that code can reach (error outputs, flags in its gradebook, its environment, its limits).
 STOCK_CODE_SAMPLE = {
+    "code_claims_installed_file",
     "custom_exc",
     "eq_always_true",
     "fake_proof_line",

@@ -67,6 +67,10 @@ ATTACKS: dict[str, tuple[str, str]] = {
         "def a():\n    return 1\ndef b():\n    return 2\nsetattr(a, '__co' + 'de__', b.__code__)",
         "replacing a function's __code__",
     ),
+    "code from marshal": (
+        "import marshal\nmarshal.loads(marshal.dumps((lambda: 1).__code__))",
+        "loading code with marshal outside the import system",
+    ),
     "pth file": ("open('/tmp/evil.pth', 'w').write('import os')", "writing the code file"),
 }
 
@@ -147,6 +151,28 @@ def test_support_files_import_only_when_unchanged_and_not_shadowing(tmp_path: Pa
     assert DENIED in _text(run, 1), _text(run, 1)
     assert "ran False" in _text(run, 2), _text(run, 2)
     assert any("numpy.py (not installed)" in line for line in run.blocked), run.blocked
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's own uid needs root")
+def test_builtins_run_for_the_learner_by_a_thread_or_the_event_loop_are_refused(
+    tmp_path: Path,
+) -> None:
+    """No learner frame is on the stack when a thread or the kernel's event loop calls a builtin
+    the learner handed it: introspection and ctypes are refused there too."""
+    schedule = (
+        "import asyncio, ctypes, gc, itertools, sys, threading\nfound = []\n"
+        "asyncio.get_event_loop().call_soon(found.extend, "
+        "itertools.starmap(getattr(gc, 'get_' + 'objects'), [()]))\n"
+        "t = threading.Thread(target=found.extend, args=(itertools.starmap("
+        "getattr(sys, '_current_' + 'frames'), [()]),))\nt.start()\nt.join()\n"
+        "threading.Thread(target=ctypes.CDLL, args=(None,)).start()"
+    )
+    look = "import time\ntime.sleep(1)\nprint('found', len(found))"
+    run = _run([schedule, look], tmp_path, tests=set())
+    assert "found 0" in _text(run, 1), _text(run, 1)
+    logged = "\n".join(run.blocked)
+    for says in ("gc.get_objects", "sys._current_frames", "ctypes"):
+        assert says in logged, f"{says!r} not in the guard's log:\n{logged}"
 
 
 def test_blocked_lines_are_read_from_the_log() -> None:
@@ -253,6 +279,22 @@ FORGERIES: dict[str, tuple[str, str]] = {
         "    while frame is not None:\n        for value in frame.f_locals.values():\n"
         "            m = re.search(r'square\\(%d\\) == (\\d+)' % x, value) if isinstance(value, str) else None\n"
         "            if m:\n                return int(m.group(1))\n        frame = frame.f_back\n    return 0",
+        "assert square(3) == 9",
+    ),
+    "expected value read by code that claims an installed file": (
+        "import sys, types, numpy\ndef peek(x):\n    f = sys._getframe(1)\n"
+        "    while f is not None and not any(type(c) is int for c in f.f_code.co_consts):\n"
+        "        f = f.f_back\n    return max(c for c in f.f_code.co_consts if type(c) is int)\n"
+        "square = types.FunctionType(peek.__code__.replace(co_filename=numpy.__file__), {'sys': sys})",
+        "assert square(3) == 9",
+    ),
+    "expected value read by code whose file name is a lying str": (
+        "import sys, types\nS = type('S', (str,), {'startswith': lambda s, *a: True, "
+        "'__hash__': str.__hash__})\ndef peek(x):\n"
+        "    f = sys._getframe(1)\n"
+        "    while f is not None and not any(type(c) is int for c in f.f_code.co_consts):\n"
+        "        f = f.f_back\n    return max(c for c in f.f_code.co_consts if type(c) is int)\n"
+        "square = types.FunctionType(peek.__code__.replace(co_filename=S('x')), {'sys': sys})",
         "assert square(3) == 9",
     ),
     "partial score as a lying number": (

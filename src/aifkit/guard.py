@@ -16,8 +16,14 @@ a notebook cell or reach the machinery that runs tests:
   ``sitecustomize``; a ``.py`` file may be written (a script for torchrun), not imported;
 - compiling text from learner code (``exec``/``eval``/``compile`` however reached): notebook
   cells are compiled by IPython, not by learner code;
-- ``ctypes``, tracing and profiling hooks, ``gc`` and all-thread frame introspection,
-  replacing a function's ``__code__``, and reading the process's own memory (``/proc/*/mem``).
+- ``ctypes`` from learner code, and from installed code unless it runs for a cell or is being
+  imported; tracing and profiling hooks, ``gc`` and all-thread frame introspection, except in an
+  installed module while it is imported (a learner can have the event loop or a thread call a
+  builtin with no frame of theirs on the stack),
+  replacing a function's ``__code__``, building a code object that claims an installed file or
+  a test's (``code.replace(co_filename=...)``), unmarshalling outside the import system (code
+  objects come out of ``marshal.loads`` without ``code.__new__``), and reading the process's
+  own memory (``/proc/*/mem``).
 
 "Learner code" is code whose file is not part of the installation: notebook cells (their file
 is under ipykernel's temporary folder) and anything compiled at run time. Each refusal is also
@@ -48,6 +54,7 @@ MARK = "aifkit-guard: blocked"
 CODE_SUFFIXES = (".pyc", ".pyo", ".pth", ".so", ".pyd", ".dylib")
 CODE_NAMES = ("sitecustomize", "usercustomize")
 FROZEN_PREFIX = "<frozen "
+HAND_MADE = "<code with a file name that is not a str>"  # neither installed nor a test
 IMPORTLIB_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
 CTYPES_EVENTS = "ctypes."
 #: Events refused whenever learner code is on the stack.
@@ -64,6 +71,16 @@ INTROSPECTION = frozenset(
 FILE_EVENTS = frozenset({"os.rename", "os.link", "os.symlink", "shutil.copyfile", "shutil.move"})
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 MAX_STACK = 200
+MARSHAL_EVENTS = frozenset({"marshal.loads", "marshal.load"})  # bytes -> code, no code.__new__
+MARSHAL_CALLERS = frozenset({*IMPORTLIB_FILES, "<frozen zipimport>"})
+#: The events ``check`` has a rule for (besides ``ctypes.*``); the hook returns at once on others.
+CHECKED_EVENTS = frozenset(
+    {"object.__getattr__", "object.__setattr__", "sys._getframe", "compile", "exec", "open"}
+    | {"code.__new__"}
+    | MARSHAL_EVENTS
+    | FILE_EVENTS
+    | INTROSPECTION
+)
 SCRATCH = ("/tmp", "/dev/shm", "/var/tmp")  # writable by anyone: code there is not installed
 
 
@@ -133,9 +150,15 @@ def install(
     cwd = os.path.realpath(cwd or os.getcwd())
     roots = trusted_roots(cwd)
     known = _known_files(cwd, roots)
-    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != cwd]
+    leave_working_folder(cwd)
     proofs = (key, proofs_fd) if key is not None and proofs_fd is not None else None
     sys.addaudithook(_make_hook(cwd, roots, known, write, proofs))
+
+
+def leave_working_folder(cwd: str | None = None) -> None:
+    """Drop the working folder (and "") from ``sys.path``: imports come from the installation."""
+    cwd = os.path.realpath(cwd or os.getcwd())
+    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != cwd]
 
 
 def _make_hook(
@@ -176,6 +199,11 @@ def _make_hook(
         INTROSPECTION,
     )
     ctypes_events, max_stack = CTYPES_EVENTS, MAX_STACK
+    checked_events, marshal_events, marshal_callers = (
+        CHECKED_EVENTS,
+        MARSHAL_EVENTS,
+        MARSHAL_CALLERS,
+    )
     test_mark, end_mark = verifier.TEST_MARK, verifier.END_MARK
     compare_mark, call_mark = verifier.COMPARE_MARK, verifier.CALL_MARK
     test_mark_bytes = test_mark.encode()
@@ -192,15 +220,28 @@ def _make_hook(
     ask: verifier.Ask | None = None
     verifier_thread = -1
 
+    trusted_names: dict[str, bool] = {}  # filename -> trusted: a pure function of the text
+
     def trusted_file(filename: str) -> bool:
-        if filename.startswith(frozen):
-            return True
-        return any(under(filename, root) for root in roots)
+        if type(filename) is not str_type:
+            return False  # a code object built by hand can name a str subclass of the learner's
+        known_answer = dict_get(trusted_names, filename)
+        if known_answer is not None:
+            return known_answer
+        answer = filename.startswith(frozen) or any(under(filename, root) for root in roots)
+        trusted_names[filename] = answer
+        return answer
+
+    def file_of(code: CodeType) -> str:
+        """A code object's file name, if it is a plain ``str``: hashing or comparing a learner's
+        str subclass would run learner code inside the hook."""
+        filename = code.co_filename
+        return filename if type(filename) is str_type else HAND_MADE
 
     def learner_frames(frame: FrameType | None) -> Iterable[FrameType]:
         depth = 0
         while frame is not None and depth < max_stack:
-            filename = frame.f_code.co_filename
+            filename = file_of(frame.f_code)
             if not trusted_file(filename) and filename not in test_files:
                 yield frame
             frame = frame.f_back
@@ -209,13 +250,22 @@ def _make_hook(
     def caller(origin: FrameType | None, skip: str = "") -> FrameType | None:
         """The frame that caused the event (past frames of files containing ``skip``)."""
         frame = origin
-        while frame is not None and skip and skip in frame.f_code.co_filename:
+        while frame is not None and skip and skip in file_of(frame.f_code):
             frame = frame.f_back
         return frame
 
     def learner_called(origin: FrameType | None, skip: str = "") -> bool:
         frame = caller(origin, skip)
-        return frame is not None and not trusted_file(frame.f_code.co_filename)
+        return frame is not None and not trusted_file(file_of(frame.f_code))
+
+    def importing(origin: FrameType | None) -> bool:
+        """Whether the import system is on the stack (a module is being imported)."""
+        frame, depth = origin, 0
+        while frame is not None and depth < max_stack:
+            if file_of(frame.f_code) in importlib_files:
+                return True
+            frame, depth = frame.f_back, depth + 1
+        return False
 
     def learner_on_stack(origin: FrameType | None) -> bool:
         return next(iter(learner_frames(origin)), None) is not None
@@ -231,10 +281,11 @@ def _make_hook(
     def module_code_allowed(code: CodeType) -> bool:
         """Installed code, or a file of the working folder that was there at start, unchanged
         (compared by device and inode: no path resolution, which is Python code)."""
-        if trusted_file(code.co_filename):
+        filename = file_of(code)
+        if trusted_file(filename):
             return True
         try:
-            st = stat_(code.co_filename)
+            st = stat_(filename)
         except OSError:
             return False
         return known.get((st.st_dev, st.st_ino)) == (st.st_size, st.st_mtime_ns)
@@ -270,10 +321,16 @@ def _make_hook(
         return type(source) is bytes_type and source.startswith(test_mark_bytes)
 
     def probe(function: Any) -> str:
-        """Which of the test's probes a function is (its constant says), or ""."""
+        """Which of the test's probes a function is (its constant says), or "". Probes are
+        compiled with their test's text: code from any other file is none (and needs no look
+        at its constants, which makes reading ``__code__`` cheap everywhere else)."""
         if type(function) is not function_type:
             return ""
-        for const in function.__code__.co_consts:
+        code = function.__code__
+        return probe_kind(code) if file_of(code) in test_files else ""
+
+    def probe_kind(code: CodeType) -> str:
+        for const in code.co_consts:
             if type(const) is str_type:
                 if const.startswith(end_mark):
                     return end_mark
@@ -292,7 +349,7 @@ def _make_hook(
     def test_code(obj: Any, attribute: str) -> bool:
         """Whether ``obj.<attribute>`` is code of a test (a frame, function or generator)."""
         code = getattr(obj, attribute, None)
-        return type(code) is code_type and code.co_filename in test_files
+        return type(code) is code_type and file_of(code) in test_files
 
     def forget_source(filename: str) -> None:
         """IPython keeps each cell's text in linecache for tracebacks: not a test's."""
@@ -305,7 +362,12 @@ def _make_hook(
         """The IPython shell running the cell (``self`` of its ``run_cell_async``), or None."""
         frame, depth = origin, 0
         while frame is not None and depth < max_stack:
-            if frame.f_code.co_name == "run_cell_async" and trusted_file(frame.f_code.co_filename):
+            name = frame.f_code.co_name
+            if (
+                type(name) is str_type
+                and name == "run_cell_async"
+                and trusted_file(file_of(frame.f_code))
+            ):
                 return dict_get(frame.f_locals, "self")
             frame, depth = frame.f_back, depth + 1
         return None
@@ -348,28 +410,35 @@ def _make_hook(
         if info is not None and type(getattr(info, "raw_cell", None)) is str_type:
             info.raw_cell = ""
 
-    def asker(origin: FrameType | None) -> tuple[str, bool]:
+    def asker(origin: FrameType | None) -> str:
         """Who asks (the first frame past the stdlib's frame helpers: inspect, traceback,
-        logging, pdb) — "learner", "test" or "installed" — and whether a test is running.
+        logging, pdb) — "learner", "test" or "installed".
         PyTorch reading its caller's frame while a learner's function runs is not the learner."""
-        frame, depth, who = origin, 0, ""
+        frame, depth = origin, 0
         while frame is not None and depth < max_stack:
-            filename = frame.f_code.co_filename
-            if not who and not (trusted_file(filename) and filename.endswith(frame_helpers)):
-                who = (
-                    "test"
-                    if filename in test_files
-                    else ("installed" if trusted_file(filename) else "learner")
-                )
+            filename = file_of(frame.f_code)
             if filename in test_files:
-                return who, True
+                return "test"
+            if not trusted_file(filename):
+                return "learner"
+            if not filename.endswith(frame_helpers):
+                return "installed"
             frame, depth = frame.f_back, depth + 1
-        return who, False
+        return ""
+
+    def test_running(origin: FrameType | None) -> bool:
+        """Whether a test's frame is on the stack."""
+        frame, depth = origin, 0
+        while frame is not None and depth < max_stack:
+            if file_of(frame.f_code) in test_files:
+                return True
+            frame, depth = frame.f_back, depth + 1
+        return False
 
     def during_test_by_learner(origin: FrameType | None) -> bool:
-        """Learner code asks for a frame inside a test (a test's frame beneath it)."""
-        who, testing = asker(origin)
-        return testing and who == "learner"
+        """Learner code asks for a frame inside a test (a test's frame beneath it). Who asks
+        comes first: most askers are installed code, and then the stack needs no longer walk."""
+        return asker(origin) == "learner" and test_running(origin)
 
     def verify(kind: str, *payload: Any) -> None:
         if ask is None or getpid() != kernel_pid:
@@ -389,7 +458,7 @@ def _make_hook(
                 len(args) >= 2
                 and args[1] in code_attributes
                 and test_code(args[0], args[1])
-                and asker(origin)[0] == "learner"
+                and asker(origin) == "learner"
             ):
                 refuse(event, "reading a test's code (its constants are the expected values)")
             elif len(args) >= 2 and args[1] in frame_attributes and during_test_by_learner(origin):
@@ -413,7 +482,7 @@ def _make_hook(
             event == "exec"
             and args
             and type(args[0]) is code_type
-            and not trusted_file(args[0].co_filename)
+            and not trusted_file(file_of(args[0]))
         ):
             verify("exec", args[0])
         if event == "exec":
@@ -421,10 +490,10 @@ def _make_hook(
             if (
                 type(code) is code_type
                 and origin is not None
-                and origin.f_code.co_filename in importlib_files
+                and file_of(origin.f_code) in importlib_files
                 and not module_code_allowed(code)
             ):
-                refuse(event, f"importing code from {code.co_filename} (not installed)")
+                refuse(event, f"importing code from {file_of(code)} (not installed)")
         elif event == "compile":
             if learner_called(origin):
                 refuse(event, "compiling text from learner code (exec, eval, compile)")
@@ -443,11 +512,24 @@ def _make_hook(
             if len(args) >= 2 and code_file(args[1]) and learner_on_stack(origin):
                 refuse(event, f"creating the code file {args[1]}")
         elif event.startswith(ctypes_events):
-            if learner_called(origin, skip="/ctypes/"):
+            # installed code may (a module loading its library, threadpoolctl finding BLAS for
+            # scikit-learn), while it is imported or runs for a cell; with no learner frame and
+            # no import, it is a builtin the learner handed to a thread or to the event loop
+            if learner_called(origin, skip="/ctypes/") or not (
+                importing(origin) or learner_on_stack(origin)
+            ):
                 refuse(event, "ctypes")
         elif event in introspection:
-            if learner_on_stack(origin):
+            # the same: an installed module may while it is imported (debugpy sets a tracer)
+            if learner_on_stack(origin) or not importing(origin):
                 refuse(event, event)
+        elif event == "code.__new__":
+            filename = args[1] if len(args) > 1 else None
+            if type(filename) is not str_type or trusted_file(filename) or filename in test_files:
+                refuse(event, "building code that claims an installed file or a test's")
+        elif event in marshal_events:
+            if origin is None or file_of(origin.f_code) not in marshal_callers:
+                refuse(event, "loading code with marshal outside the import system")
         elif (
             event == "object.__setattr__"
             and len(args) >= 2
@@ -458,6 +540,8 @@ def _make_hook(
             refuse(event, "replacing a function's __code__")
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event not in checked_events and not event.startswith(ctypes_events):
+            return  # most events (import, builtins.id, marshal.loads ...) concern no rule
         if get_ident() == verifier_thread or getattr(local, "busy", False):
             return  # the verifier's own events; the hook's own frame and stat calls
         local.busy = True

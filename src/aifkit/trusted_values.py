@@ -97,7 +97,7 @@ def checker(trusted_file: Callable[[str], bool]) -> tuple[Check, Check, Callable
         filename = function.__code__.co_filename
         if trusted_file(filename):
             return True
-        if filename != "<string>":
+        if type_(filename) is not str_ or filename != "<string>":
             return False
         module = (
             dict_get(modules, function.__module__) if type_(function.__module__) is str_ else None

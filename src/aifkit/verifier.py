@@ -133,7 +133,8 @@ def start(
         return "ok"
 
     def on_exec(thread: int, code: Any) -> str:
-        test = tests.get(code.co_filename) if type_(code) is code_type else None
+        filename: Any = code.co_filename if type_(code) is code_type else None
+        test = tests.get(filename) if type_(filename) is str_ else None  # never a str subclass
         if test is None:
             return "ok"
         test["runs"] += 1
@@ -148,7 +149,7 @@ def start(
         if frame is None:
             return "ok"
         filename = frame.f_code.co_filename
-        test = tests.get(filename)
+        test = tests.get(filename) if type_(filename) is str_ else None
         if test is None or test["tainted"] or test["runs"] != 1:
             return "ok"
         if not same_code(frame.f_code, test["code"]):
