@@ -184,7 +184,7 @@ def test_type_error_and_unknown_key_name_file_and_key(tmp_path: Path) -> None:
     assert str(info.value).splitlines() == [
         f"{path}: profiles[1].gpus: needs a whole number of GPUs >= 0, got 'two'",
         f"{path}: profiles[2]: unknown key 'memory' (did you mean 'memory_gb'? "
-        "allowed: cpus, display, extra, gpus, key, memory_gb, partition, time)",
+        "allowed: cpus, display, extra, gpus, key, memory_gb, partition, qos, reservation, time)",
     ]
 
 
