@@ -42,6 +42,13 @@ import pytest
 import yaml
 from hub_client import HubSession
 from hub_fixture import LocalHub, free_port_block, make_test_course, record
+from test_hub_browser import (  # the browser journeys' fixture and helpers
+    ARTIFACTS,
+    CHROMIUM,
+    Journey,
+    browser,  # noqa: F401  (a fixture)
+    login,
+)
 
 from aifkit import slurm, templates
 from aifkit.course import accounting, datasets, site
@@ -551,6 +558,49 @@ def test_queued_job_shows_its_place_and_stop_server_cancels_it(slurm_hub: SlurmH
     server_gone(user)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: scripts/system-deps.sh")
+def test_spawn_page_in_a_browser_shows_budget_and_queue_and_cancels(
+    browser: Any,  # noqa: F811  (the fixture imported above)
+    slurm_hub: SlurmHub,
+) -> None:
+    """In chromium: the form shows the GPU budget, the pending page the queue, Stop Server works.
+
+    Screenshots in build/test-artifacts/browser-slurm/.
+    """
+    name = LEARNERS[0]
+    before = job_ids(name)
+    journey = Journey(ARTIFACTS.parent / "browser-slurm", slurm_hub.local)
+    context = journey.context(browser)
+    page = context.new_page()
+    with journey.step("01-profile-form-with-gpu-budget", page):
+        login(page, slurm_hub.local, name, next_url="/hub/spawn")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text(re.compile(r"GPU budget: \d+ of 6000 GPU-minutes left")).wait_for()
+        page.get_by_text("gpu-short: up to 15 GPU-minutes").wait_for()
+    with journey.step("02-queued-with-place-and-reason", page):
+        page.locator("select[name=profile]").select_option("class")
+        page.get_by_role("button", name="Start").click()
+        shown = page.locator("#progress-message").filter(
+            has_text=re.compile(
+                r"Job \d+ waits in the SLURM queue \(reason: Reservation \(its reservation has "
+                r"not started yet\), position \d+ of \d+ in partition debug"
+            )
+        )
+        shown.wait_for(timeout=WAIT_S * 1000)
+    (queued,) = live_jobs(name, besides=before)
+    assert (queued.state, queued.reason) == ("PENDING", "Reservation")
+    with journey.step("03-stop-server-cancelled-the-job", page):
+        page.locator("#stop-server-btn").click()
+        page.get_by_text("Server stopped successfully!").wait_for()
+        wait_no_jobs(name, besides=before)
+    assert job_state(queued.job_id) == "CANCELLED"
+    context.close()
+    assert not journey.offsite, f"the browser tried to leave 127.0.0.1: {journey.offsite}"
+    server_gone(slurm_hub.learner(name))
+
+
 def set_gpu_limit(user: str, minutes: int) -> None:
     """The user's GPU-minute limit in the course account, once slurmctld has it (assoc_mgr)."""
     subprocess.run(
@@ -786,3 +836,31 @@ def test_site_templates_folder_replaces_the_spawner_script(tmp_path: Path) -> No
         templates.TemplateError, match=r"hub-spawner\.sbatch: 'partiton' is undefined"
     ):
         asyncio.run(typo._get_batch_script(**typo.get_req_subvars()))
+
+
+def test_a_job_given_up_says_where_it_stood_and_what_to_try(tmp_path: Path) -> None:
+    """Does the give-up message name the job's place, its estimate and the class's reservation?"""
+    from datetime import datetime, timedelta
+
+    from aifkit.hub import queue
+
+    (tmp_path / "status").write_text("JobId=7 JobState=CANCELLED Reason=None\n", encoding="utf-8")
+    spawner = make_spawner(
+        exec_prefix="",
+        batch_query_cmd=f"cat {tmp_path / 'status'}",
+        batch_cancel_cmd="true",
+        req_reservation="ws-2026",
+    )
+    spawner.job_id = "7"
+    spawner.user_options = {"profile": "gpu1"}
+    spawner._pending_reason = "Reservation"
+    start = datetime.now() + timedelta(days=2, minutes=30)
+    spawner._queue_view = queue.PendingJob("7", "gpu", "Reservation", 2, 5, start)
+    with pytest.raises(SlurmSpawnError) as told:
+        asyncio.run(spawner._give_up_pending("7", 55))
+    assert str(told.value) == (
+        "Your job 7 waited 55 s in the queue (reason: Reservation) (position 2 of 5 in partition "
+        f"gpu, SLURM expects it to start at {start:%Y-%m-%d %H:%M} (in 2 d 0 h)) and was "
+        "cancelled; its reservation ws-2026 may not have begun: try again when it has, or a "
+        "smaller profile than gpu1."
+    )

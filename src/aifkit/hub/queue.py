@@ -46,20 +46,22 @@ class PendingJob:
         key = self.reason.split(",")[0].strip()
         return REASONS.get(key, "")
 
+    def place(self, now: datetime | None = None) -> str:
+        """``position P of N in partition Q, SLURM expects it to start at T (in D)``."""
+        where = f"position {self.position} of {self.pending} in partition {self.partition}"
+        if self.start is None:
+            return f"{where}, no start time estimated yet"
+        now = now or datetime.now()
+        return (
+            f"{where}, SLURM expects it to start at {self.start:%Y-%m-%d %H:%M} "
+            f"(in {_duration((self.start - now).total_seconds())})"
+        )
+
     def describe(self, now: datetime | None = None) -> str:
-        """``reason: X (why), position P of N in partition Q, expected to start at T (in D)``."""
+        """``reason: X (why), `` and the place."""
         why = self.explanation()
-        parts = [f"reason: {self.reason or 'queued'}" + (f" ({why})" if why else "")]
-        parts.append(f"position {self.position} of {self.pending} in partition {self.partition}")
-        if self.start is not None:
-            now = now or datetime.now()
-            parts.append(
-                f"SLURM expects it to start at {self.start:%Y-%m-%d %H:%M} "
-                f"(in {_duration((self.start - now).total_seconds())})"
-            )
-        else:
-            parts.append("no start time estimated yet")
-        return ", ".join(parts)
+        reason = f"reason: {self.reason or 'queued'}" + (f" ({why})" if why else "")
+        return f"{reason}, {self.place(now)}"
 
 
 def queue_command() -> list[str]:

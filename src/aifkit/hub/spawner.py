@@ -380,18 +380,22 @@ class FactorySlurmSpawner(SlurmSpawner):
     async def _give_up_pending(self, job_id: str, waited: float) -> None:
         reason = self._pending_reason or "unknown"
         view = self._queue_view
-        where = f" ({view.describe().split(', ', 1)[1]})" if view is not None else ""
+        where = f" ({view.place()})" if view is not None else ""
         problem = await self._cancel()
         told = "was cancelled" if not problem else f"could not be cancelled ({problem})"
-        reservation = (
-            f"the reservation {self.req_reservation} (when it has begun)"
-            if self.req_reservation
-            else "a profile with your class's reservation, if your instructor has one"
-        )
+        if self.req_reservation:
+            advice = (
+                f"its reservation {self.req_reservation} may not have begun: try again when it "
+                f"has, or a smaller profile than {self.profile_name}"
+            )
+        else:
+            advice = (
+                f"try a smaller profile than {self.profile_name}, a profile with your class's "
+                "reservation (ask your instructor), or try later"
+            )
         raise SlurmSpawnError(
             f"Your job {job_id} waited {waited:.0f} s in the queue (reason: {reason}){where} "
-            f"and {told}; try a smaller profile than {self.profile_name}, {reservation}, "
-            "or try later."
+            f"and {told}; {advice}."
         )
 
     # -- the queue and the budget -------------------------------------------------------------
