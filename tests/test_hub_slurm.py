@@ -578,7 +578,7 @@ def test_spawn_page_in_a_browser_shows_budget_and_queue_and_cancels(
         login(page, slurm_hub.local, name, next_url="/hub/spawn")
         page.get_by_role("button", name="Sign in").click()
         page.get_by_text(re.compile(r"GPU budget: \d+ of 6000 GPU-minutes left")).wait_for()
-        page.get_by_text("gpu-short: up to 15 GPU-minutes").wait_for()
+        page.get_by_text("1 GPU, 15 min: up to 15 GPU-minutes").wait_for()
     with journey.step("02-queued-with-place-and-reason", page):
         page.locator("select[name=profile]").select_option("class")
         page.get_by_role("button", name="Start").click()
@@ -593,8 +593,9 @@ def test_spawn_page_in_a_browser_shows_budget_and_queue_and_cancels(
     assert (queued.state, queued.reason) == ("PENDING", "Reservation")
     with journey.step("03-stop-server-cancelled-the-job", page):
         page.locator("#stop-server-btn").click()
-        page.get_by_text("Server stopped successfully!").wait_for()
         wait_no_jobs(name, besides=before)
+        # the spawn ends: the page reloads onto JupyterHub's "not running" page
+        page.get_by_text("Your server is not running.").wait_for()
     assert job_state(queued.job_id) == "CANCELLED"
     context.close()
     assert not journey.offsite, f"the browser tried to leave 127.0.0.1: {journey.offsite}"
@@ -641,8 +642,8 @@ def test_spawn_over_the_gpu_budget_is_refused_before_sbatch(
     user = slurm_hub.learner(name)
     form = re.sub(r"\s+", " ", user.get("hub/spawn").text)
     assert "GPU budget: 30 of 30 GPU-minutes left" in form, form[-3000:]
-    assert "gpu: up to 40 GPU-minutes (over your budget)" in form
-    assert "gpu-short: up to 15 GPU-minutes</li>" in form
+    assert "<li>1 GPU, 40 min: up to 40 GPU-minutes (over your budget)</li>" in form
+    assert "<li>1 GPU, 15 min: up to 15 GPU-minutes</li>" in form
     before = job_ids(name)
     outcome = spawn(user, "gpu")
     record("spawn refused over the GPU budget", outcome.seconds)

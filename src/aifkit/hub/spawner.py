@@ -510,7 +510,7 @@ class FactoryProfilesSpawner(ProfilesSpawner):
         """The budget paragraph for this user (blocking: SLURM's commands)."""
         entries = []
         budgets: dict[tuple[str, str], accounting.Budget | None] = {}
-        for _display, key, _cls, child in self.profiles:
+        for display, _key, _cls, child in self.profiles:
             gpus = int(child.get("gpus", 0))
             if not gpus:
                 continue
@@ -519,7 +519,7 @@ class FactoryProfilesSpawner(ProfilesSpawner):
                 budgets[where] = budget_mod.learner_budget(
                     self.user.name, account=where[0], qos=where[1]
                 )
-            spawn = budget_mod.cost(str(key), gpus, str(child.get("req_runtime", "")))
+            spawn = budget_mod.cost(str(display), gpus, str(child.get("req_runtime", "")))
             entries.append((spawn, budgets[where]))
         return budget_mod.form_note(entries)
 
