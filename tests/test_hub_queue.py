@@ -88,24 +88,6 @@ def test_budget_refusal_counts_gpus_times_the_time_limit() -> None:
     assert "<script>" not in evil and "&lt;script&gt;" in evil
 
 
-def test_running_jobs_hold_budget_in_assoc_mgr() -> None:
-    """Are the GPU-minutes held by running jobs (GrpTRESRunMins) read with the limit?"""
-    text = (
-        "ClusterName=aifkit Account=aifkit-course UserName=ann(1001) Partition= ID=5\n"
-        "    GrpTRESMins=cpu=N(0),gres/gpu=30(4)\n"
-        "    GrpTRESRunMins=cpu=N(7),mem=N(0),gres/gpu=N(19)\n"
-        "QOS=budget(2)\n"
-        "    GrpTRESMins=gres/gpu=60(0)\n"
-        "    GrpTRESRunMins=gres/gpu=N(3)\n"
-    )
-    found = accounting.parse_assoc_mgr(text, user="ann", account="aifkit-course")
-    assert [(x.scope, x.limit_min, x.used_min, x.running_min) for x in found] == [
-        ("user ann in aifkit-course", 30, 4, 19),
-        ("qos budget", 60, 0, 3),
-    ]
-    assert found[0].remaining_min == 7
-
-
 def test_reservations_parse_and_problems() -> None:
     """Are reservations read (nodes expanded), and a missing, ended or misplaced one told?"""
     found = reservation.parse(RESERVATIONS)
