@@ -16,8 +16,9 @@
   with a message that says what happened, with SLURM's own words, and what to do;
 - while the job is queued, the spawn page's progress shows its id, its place in its partition's
   queue, SLURM's estimated start time and the reason in plain words (``aifkit.hub.queue``);
-  Stop Server on that page cancels the job (batchspawner's ``stop`` runs ``scancel``) and the
-  spawn ends with "Spawn cancelled";
+  Stop Server on that page (JupyterHub cancels ``start()``, then calls ``stop``) cancels the
+  job with ``scancel`` and the learner lands on the "not running" page; a ``start()`` that was
+  not cancelled sees the stop and ends with "Spawn cancelled";
 - a profile's SLURM reservation and QOS (``req_reservation``, ``req_qos``) in the batch script;
 - with accounting on the cluster, a profile whose GPUs x time limit does not fit the learner's
   GPU-minute budget is refused before sbatch, saying what is left (``aifkit.hub.budget``);
