@@ -106,6 +106,24 @@ def test_budget_limits_from_assoc_mgr() -> None:
     assert accounting.Budget("x", ACCOUNT, ()).remaining_min is None
 
 
+def test_running_jobs_hold_budget_in_assoc_mgr() -> None:
+    """Are the GPU-minutes held by running jobs (GrpTRESRunMins) read with the limit?"""
+    text = (
+        "ClusterName=aifkit Account=aifkit-course UserName=ann(1001) Partition= ID=5\n"
+        "    GrpTRESMins=cpu=N(0),gres/gpu=30(4)\n"
+        "    GrpTRESRunMins=cpu=N(7),mem=N(0),gres/gpu=N(19)\n"
+        "QOS=budget(2)\n"
+        "    GrpTRESMins=gres/gpu=60(0)\n"
+        "    GrpTRESRunMins=gres/gpu=N(3)\n"
+    )
+    found = accounting.parse_assoc_mgr(text, user="ann", account="aifkit-course")
+    assert [(x.scope, x.limit_min, x.used_min, x.running_min) for x in found] == [
+        ("user ann in aifkit-course", 30, 4, 19),
+        ("qos budget", 60, 0, 3),
+    ]
+    assert found[0].remaining_min == 7
+
+
 def test_without_slurm_there_is_no_accounting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,3 +253,12 @@ def test_my_budget_and_doctor_show_it() -> None:
     assert check.status == doctor.OK and check.value == found.describe()
     with pytest.raises(accounting.AccountingError, match="no association"):
         accounting.budget(user="nobody-here")
+
+
+@on_cluster
+def test_budget_of_a_named_qos() -> None:
+    """Does budget(qos=...) read that QOS's GPU-minute limit instead of the default QOS's?"""
+    named = accounting.budget(qos="budget")
+    assert [x.limit_min for x in named.limits if x.scope == "qos budget"] == [60]
+    default = accounting.budget()
+    assert not [x for x in default.limits if x.scope == "qos budget"], "normal has no limit"

@@ -114,7 +114,7 @@ def test_pre_spawn_hook_picks_the_role_config(
 
 def test_factory_profile_uses_slurm_oidc_https_postgres() -> None:
     c = _applied(FACTORY)
-    assert c.JupyterHub.spawner_class == "wrapspawner.ProfilesSpawner"
+    assert c.JupyterHub.spawner_class == "aifkit.hub.spawner.FactoryProfilesSpawner"
     profiles = {key: options for _, key, _, options in c.ProfilesSpawner.profiles}
     assert profiles["gpu"]["req_options"] == "--gres=gpu:1"
     assert profiles["cpu"] == {
@@ -123,6 +123,9 @@ def test_factory_profile_uses_slurm_oidc_https_postgres() -> None:
         "req_memory": "16G",
         "req_runtime": "02:00:00",
         "req_account": "proj-aifactory-demo",  # the site profile's account
+        "req_reservation": "",
+        "req_qos": "",
+        "gpus": 0,
         "site_profile": "factory-example",
         "req_options": "",
     }
@@ -181,7 +184,7 @@ def test_type_error_and_unknown_key_name_file_and_key(tmp_path: Path) -> None:
     assert str(info.value).splitlines() == [
         f"{path}: profiles[1].gpus: needs a whole number of GPUs >= 0, got 'two'",
         f"{path}: profiles[2]: unknown key 'memory' (did you mean 'memory_gb'? "
-        "allowed: cpus, display, extra, gpus, key, memory_gb, partition, time)",
+        "allowed: cpus, display, extra, gpus, key, memory_gb, partition, qos, reservation, time)",
     ]
 
 

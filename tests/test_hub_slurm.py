@@ -9,7 +9,10 @@ jobs run as them through `sudo -E -u <learner>` (batchspawner's exec prefix). Pr
 - huge:   4 GPUs on a node with 2: sbatch refuses it;
 - later:  ``--begin=now+3600``: it stays pending past the spawner's own deadline;
 - broken: ``--export=NONE`` (a site default some clusters set): the job gets none of the hub's
-  variables, so batchspawner-singleuser cannot reach the hub and the job ends at once.
+  variables, so batchspawner-singleuser cannot reach the hub and the job ends at once;
+- class:  the SLURM reservation ``CLASS_RESERVATION`` (made for the module, on one node, starting
+  in two days): the job waits in the queue with reason Reservation;
+- gpu, gpu-short: 1 GPU for 40 or 15 minutes, for the GPU-budget tests.
 
 The single-user servers run from this repository's venv as the learners. When that venv's
 Python lies under a folder others cannot enter (here /root, mode 700, for a pyenv Python), the
@@ -39,9 +42,16 @@ import pytest
 import yaml
 from hub_client import HubSession
 from hub_fixture import LocalHub, free_port_block, make_test_course, record
+from test_hub_browser import (  # the browser journeys' fixture and helpers
+    ARTIFACTS,
+    CHROMIUM,
+    Journey,
+    browser,  # noqa: F401  (a fixture)
+    login,
+)
 
 from aifkit import slurm, templates
-from aifkit.course import datasets, site
+from aifkit.course import accounting, datasets, site
 from aifkit.hub.spawner import FactorySlurmSpawner, SlurmSpawnError, start_deadline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +68,15 @@ PROFILES = [
      "memory_gb": 1, "time": "00:10:00", "extra": "--begin=now+3600"},
     {"key": "broken", "display": "no hub variables", "partition": "debug", "cpus": 1,
      "memory_gb": 1, "time": "00:10:00", "extra": "--export=NONE"},
+    {"key": "class", "display": "the class's reservation", "partition": "debug", "cpus": 1,
+     "memory_gb": 1, "time": "00:10:00", "reservation": "aifkit-test-class"},
+    {"key": "gpu", "display": "1 GPU, 40 min", "partition": "debug", "cpus": 1,
+     "memory_gb": 1, "gpus": 1, "time": "00:40:00"},
+    {"key": "gpu-short", "display": "1 GPU, 15 min", "partition": "debug", "cpus": 1,
+     "memory_gb": 1, "gpus": 1, "time": "00:15:00"},
 ]  # fmt: skip
+CLASS_RESERVATION = "aifkit-test-class"
+ACCOUNT = "aifkit-course"
 WAIT_S = 90.0
 
 
@@ -174,8 +192,45 @@ def venv_usable_by_learners(learners_exist: None) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
+def class_reservation(slurm_cluster: None) -> Iterator[str]:
+    """A real reservation for the course's account on one node, from two days on, 10 minutes.
+
+    It starts after any job the other tests submit could end (the partition's MaxTime is one
+    day), so it holds no node from them; a job that asks for it waits with reason Reservation.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("creating a SLURM reservation needs root")
+    subprocess.run(  # one left by an interrupted run
+        ["scontrol", "delete", f"ReservationName={CLASS_RESERVATION}"],
+        capture_output=True,
+        timeout=30,
+    )
+    made = subprocess.run(
+        [
+            "scontrol", "create", "reservation", f"ReservationName={CLASS_RESERVATION}",
+            "StartTime=now+2days", "Duration=10", "Nodes=aifkit-n2", f"Accounts={ACCOUNT}",
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    try:
+        yield CLASS_RESERVATION
+    finally:
+        gone = subprocess.run(
+            ["scontrol", "delete", f"ReservationName={CLASS_RESERVATION}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert gone.returncode == 0, gone.stderr
+
+
+@pytest.fixture(scope="module")
 def slurm_hub(
-    tmp_path_factory: pytest.TempPathFactory, chp_on_path: None, venv_usable_by_learners: None
+    tmp_path_factory: pytest.TempPathFactory,
+    chp_on_path: None,
+    venv_usable_by_learners: None,
+    class_reservation: str,
 ) -> Iterator[SlurmHub]:
     folder = tmp_path_factory.mktemp("slurm-hub")
     state, course = folder / "state", folder / "course"
@@ -255,6 +310,26 @@ def spawn(user: HubSession, profile: str, timeout: float = WAIT_S, **extra: str)
     messages = [str(e.get("message", "")) for e in events]
     ready = bool(events and events[-1].get("ready"))
     return Outcome(ready, messages[-1] if messages else "", messages, time.monotonic() - began)
+
+
+def events_until(
+    user: HubSession, found: Any, timeout: float = WAIT_S
+) -> tuple[list[str], re.Match[str] | None]:
+    """The spawn's progress messages until one matches ``found`` (a compiled pattern)."""
+    messages: list[str] = []
+    with user.api(
+        "GET", f"users/{user.username}/server/progress", stream=True, timeout=timeout
+    ) as reply:
+        assert reply.status_code == 200, reply.text
+        for line in reply.iter_lines(decode_unicode=True):
+            if not line or not line.startswith("data:"):
+                continue
+            event = json.loads(line[len("data:") :])
+            messages.append(str(event.get("message", "")))
+            match = found.search(messages[-1])
+            if match or event.get("ready") or event.get("failed"):
+                return messages, match
+    return messages, None
 
 
 def server_gone(user: HubSession, timeout: float = 30.0) -> None:
@@ -353,8 +428,13 @@ def test_pending_job_is_cancelled_with_the_queue_reason(slurm_hub: SlurmHub) -> 
     assert reason == "BeginTime" and "was cancelled" in outcome.message
     assert START_TIMEOUT - 10 <= int(waited) < START_TIMEOUT
     assert outcome.seconds < START_TIMEOUT + 5, "the spawner, not JupyterHub's timeout, gave up"
-    assert any(f"Job {job_id} waits in the SLURM queue (reason: BeginTime)" in e
+    assert any(f"Job {job_id} waits in the SLURM queue (reason: BeginTime (it may not start "
+               "before its begin time), position " in e for e in outcome.events), outcome.events  # fmt: skip
+    assert any("SLURM expects it to start at" in e and "Stop Server cancels it" in e
                for e in outcome.events), outcome.events  # fmt: skip
+    assert "try a smaller profile than later, a profile with your class's reservation" in (
+        outcome.message
+    ), outcome.message
     assert not live_jobs(name, besides=before)
     assert job_state(job_id) == "CANCELLED"
     assert f"Your job {job_id} waited" in spawn_page_says(user)
@@ -443,10 +523,184 @@ def test_unknown_profile_is_refused_not_run_on_the_hub(slurm_hub: SlurmHub) -> N
     outcome = spawn(user, "bogus")
     assert not outcome.ready
     assert (
-        "There is no profile 'bogus'; choose one of small, huge, later, broken" in outcome.message
+        "There is no profile 'bogus'; choose one of small, huge, later, broken, class, gpu, "
+        "gpu-short" in outcome.message
     )
     assert not live_jobs(name, besides=before)
     server_gone(user)
+
+
+@pytest.mark.slow
+def test_queued_job_shows_its_place_and_stop_server_cancels_it(slurm_hub: SlurmHub) -> None:
+    """Does the spawn page show a reserved job's id, place and reason, and Stop Server cancel it?"""
+    name = LEARNERS[0]
+    user = slurm_hub.learner(name)
+    before = job_ids(name)
+    reply = user.api("POST", f"users/{name}/server", json={"profile": "class"})
+    assert reply.status_code in (201, 202), reply.text
+    shown = re.compile(
+        r"Job (\d+) waits in the SLURM queue \(reason: Reservation \(its reservation has not "
+        r"started yet\), position (\d+) of (\d+) in partition debug, "
+    )
+    events, match = events_until(user, shown)
+    assert match, events
+    job_id = match[1]
+    assert int(match[2]) <= int(match[3])
+    assert "Stop Server cancels it" in events[-1]
+    (queued,) = live_jobs(name, besides=before)
+    assert (queued.job_id, queued.state, queued.reason) == (job_id, "PENDING", "Reservation")
+    began = time.monotonic()
+    stopped = user.api("DELETE", f"users/{name}/server")  # the spawn page's Stop Server
+    assert stopped.status_code in (202, 204), stopped.text
+    wait_no_jobs(name, besides=before)
+    record("queued job cancelled by Stop Server", time.monotonic() - began)
+    assert job_state(job_id) == "CANCELLED"
+    server_gone(user)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: scripts/system-deps.sh")
+def test_spawn_page_in_a_browser_shows_budget_and_queue_and_cancels(
+    browser: Any,  # noqa: F811  (the fixture imported above)
+    slurm_hub: SlurmHub,
+) -> None:
+    """In chromium: the form shows the GPU budget, the pending page the queue, Stop Server works.
+
+    Screenshots in build/test-artifacts/browser-slurm/.
+    """
+    name = LEARNERS[0]
+    before = job_ids(name)
+    journey = Journey(ARTIFACTS.parent / "browser-slurm", slurm_hub.local)
+    context = journey.context(browser)
+    page = context.new_page()
+    with journey.step("01-profile-form-with-gpu-budget", page):
+        login(page, slurm_hub.local, name, next_url="/hub/spawn")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text(re.compile(r"GPU budget: \d+ of 6000 GPU-minutes left")).wait_for()
+        page.get_by_text("1 GPU, 15 min: up to 15 GPU-minutes").wait_for()
+    with journey.step("02-queued-with-place-and-reason", page):
+        page.locator("select[name=profile]").select_option("class")
+        page.get_by_role("button", name="Start").click()
+        shown = page.locator("#progress-message").filter(
+            has_text=re.compile(
+                r"Job \d+ waits in the SLURM queue \(reason: Reservation \(its reservation has "
+                r"not started yet\), position \d+ of \d+ in partition debug"
+            )
+        )
+        shown.wait_for(timeout=WAIT_S * 1000)
+    (queued,) = live_jobs(name, besides=before)
+    assert (queued.state, queued.reason) == ("PENDING", "Reservation")
+    with journey.step("03-stop-server-cancelled-the-job", page):
+        page.locator("#stop-server-btn").click()
+        wait_no_jobs(name, besides=before)
+        # the spawn ends: the page reloads onto JupyterHub's "not running" page
+        page.get_by_text("Your server is not running.").wait_for()
+    assert job_state(queued.job_id) == "CANCELLED"
+    context.close()
+    assert not journey.offsite, f"the browser tried to leave 127.0.0.1: {journey.offsite}"
+    server_gone(slurm_hub.learner(name))
+
+
+def set_gpu_limit(user: str, minutes: int) -> None:
+    """The user's GPU-minute limit in the course account, once slurmctld has it (assoc_mgr)."""
+    subprocess.run(
+        ["sacctmgr", "-i", "modify", "user", "where", f"name={user}", f"account={ACCOUNT}",
+         "set", f"GrpTRESMins=gres/gpu={minutes}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        limits = accounting.budget(user=user, account=ACCOUNT).limits
+        if any(x.scope == f"user {user} in {ACCOUNT}" and x.limit_min == minutes for x in limits):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"slurmctld did not take the limit of {minutes} GPU-minutes for {user}")
+
+
+@pytest.fixture
+def small_gpu_budget(slurm_hub: SlurmHub) -> Iterator[str]:
+    """LEARNERS[1] with a 30 GPU-minute limit; the usual one is put back afterwards."""
+    name = LEARNERS[1]
+    set_gpu_limit(name, 30)
+    try:
+        yield name
+    finally:
+        set_gpu_limit(name, 6000)  # scripts/slurm-up.sh's SLURM_GPU_BUDGET default
+
+
+@pytest.mark.slow
+def test_spawn_over_the_gpu_budget_is_refused_before_sbatch(
+    slurm_hub: SlurmHub, small_gpu_budget: str
+) -> None:
+    """Is a profile over the learner's GPU budget refused, no job submitted, and the form told?
+
+    The limit is a real association limit (sacctmgr), and a real running GPU job of the learner
+    holds part of it (GrpTRESRunMins), as SLURM counts it.
+    """
+    name = small_gpu_budget
+    user = slurm_hub.learner(name)
+    form = re.sub(r"\s+", " ", user.get("hub/spawn").text)
+    assert "GPU budget: 30 of 30 GPU-minutes left" in form, form[-3000:]
+    assert "<li>1 GPU, 40 min: up to 40 GPU-minutes (over your budget)</li>" in form
+    assert "<li>1 GPU, 15 min: up to 15 GPU-minutes</li>" in form
+    before = job_ids(name)
+    outcome = spawn(user, "gpu")
+    record("spawn refused over the GPU budget", outcome.seconds)
+    assert not outcome.ready
+    assert "Profile gpu would use up to 40 GPU-minutes (1 GPU x 40 min) but you have 30 of 30 " \
+        "GPU-minutes left" in outcome.message, outcome.message  # fmt: skip
+    assert "nothing was submitted" in outcome.message
+    assert not live_jobs(name, besides=before), "refused before sbatch"
+    server_gone(user)
+    # a real GPU job of the learner runs: SLURM counts its GPU x time limit as held
+    held = run_as(name, "sbatch", "--parsable", "--output=/dev/null", "--gres=gpu:1", "--time=20",
+                  "--wrap=sleep 300")  # fmt: skip
+    assert held.returncode == 0, held.stderr
+    job_id = slurm.parse_job_id(held.stdout)
+    try:
+        deadline = time.monotonic() + 30
+        while job_state(job_id) != "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.3)
+        budget_now = accounting.budget(user=name, account=ACCOUNT)
+        assert budget_now.remaining_min is not None and budget_now.remaining_min <= 10, budget_now
+        outcome = spawn(user, "gpu-short")  # 15 GPU-minutes: fits 30, not what the job leaves
+        assert not outcome.ready
+        assert "Profile gpu-short would use up to 15 GPU-minutes" in outcome.message
+        assert "held by running jobs" in outcome.message, outcome.message
+        mine = [j.job_id for j in live_jobs(name, besides=before)]
+        assert mine == [job_id], "only the learner's own job: the spawn submitted nothing"
+        server_gone(user)
+    finally:
+        slurm.cancel(job_id)
+        wait_no_jobs(name, besides=before)
+
+
+@pytest.mark.slow
+def test_check_asks_the_cluster_for_reservations_and_qos(
+    class_reservation: str, tmp_path: Path
+) -> None:
+    """Does `aifkit hub check` pass a real reservation and QOS, and name a missing one?"""
+    from aifkit.hub import check
+
+    def findings(**profile: str) -> list[str]:
+        data = {
+            "profile": "factory",
+            "spawner": "slurm",
+            "instructors": [INSTRUCTOR],
+            "profiles": [{"key": "p", "display": "p", "partition": "debug", **profile}],
+        }
+        path = tmp_path / "config.yml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        c, context = check.load(path)
+        return [f.line() for f in check.check(c, context=context) if f.rule == "reservations"]
+
+    assert findings(reservation=class_reservation, qos="budget") == []
+    (missing,) = findings(reservation="no-such-class", qos="budget")
+    assert missing.startswith("ERROR reservations: the cluster has no reservation 'no-such-class'")
+    assert class_reservation in missing
+    (qos,) = findings(reservation=class_reservation, qos="no-such-qos")
+    assert "the cluster has no QOS 'no-such-qos'" in qos
 
 
 # -- the spawner without a cluster --------------------------------------------------------------
@@ -583,3 +837,31 @@ def test_site_templates_folder_replaces_the_spawner_script(tmp_path: Path) -> No
         templates.TemplateError, match=r"hub-spawner\.sbatch: 'partiton' is undefined"
     ):
         asyncio.run(typo._get_batch_script(**typo.get_req_subvars()))
+
+
+def test_a_job_given_up_says_where_it_stood_and_what_to_try(tmp_path: Path) -> None:
+    """Does the give-up message name the job's place, its estimate and the class's reservation?"""
+    from datetime import datetime, timedelta
+
+    from aifkit.hub import queue
+
+    (tmp_path / "status").write_text("JobId=7 JobState=CANCELLED Reason=None\n", encoding="utf-8")
+    spawner = make_spawner(
+        exec_prefix="",
+        batch_query_cmd=f"cat {tmp_path / 'status'}",
+        batch_cancel_cmd="true",
+        req_reservation="ws-2026",
+    )
+    spawner.job_id = "7"
+    spawner.user_options = {"profile": "gpu1"}
+    spawner._pending_reason = "Reservation"
+    start = datetime.now() + timedelta(days=2, minutes=30)
+    spawner._queue_view = queue.PendingJob("7", "gpu", "Reservation", 2, 5, start)
+    with pytest.raises(SlurmSpawnError) as told:
+        asyncio.run(spawner._give_up_pending("7", 55))
+    assert str(told.value) == (
+        "Your job 7 waited 55 s in the queue (reason: Reservation) (position 2 of 5 in partition "
+        f"gpu, SLURM expects it to start at {start:%Y-%m-%d %H:%M} (in 2 d 0 h)) and was "
+        "cancelled; its reservation ws-2026 may not have begun: try again when it has, or a "
+        "smaller profile than gpu1."
+    )

@@ -4,7 +4,9 @@
 and allocated CPUs and GPUs, elapsed and CPU time, CPU efficiency, peak memory, GPU-hours charged,
 state and reason. ``budget`` reads the GPU-minute limits (``GrpTRESMins=gres/gpu=N``) of the user's
 association, its account and its default QOS from ``scontrol show assoc_mgr``, with what each has
-used. Without slurmdbd every call raises ``AccountingError`` saying so. Only the standard library
+used and what its running jobs still hold (``GrpTRESRunMins``): SLURM starts a job only while
+used + held + the job's own GPU-minutes fit the limit. Without slurmdbd every call raises
+``AccountingError`` saying so. Only the standard library
 and ``aifkit.slurm`` are used: learners' kernels import this module.
 """
 
@@ -67,6 +69,7 @@ FINAL_STATES = frozenset(
 _GPU = "gres/gpu"
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _GPU_LIMIT = re.compile(r"(?:^|,)gres/gpu=(N|\d+)\((\d+)\)")
+_GPU_RUNNING = re.compile(r"GrpTRESRunMins=(?:\S*?,)?gres/gpu=(?:N|\d+)\((\d+)\)")
 
 
 class AccountingError(AifkitError):
@@ -129,10 +132,12 @@ class GpuLimit:
     scope: str  # "user root in aifkit-course", "account aifkit-course", "qos normal"
     limit_min: int
     used_min: int
+    running_min: int = 0  # what running jobs still hold: GPUs x the rest of their time limits
 
     @property
     def remaining_min(self) -> int:
-        return max(0, self.limit_min - self.used_min)
+        """What a new job may still ask for: the limit less the used and the held minutes."""
+        return max(0, self.limit_min - self.used_min - self.running_min)
 
 
 @dataclass(frozen=True)
@@ -153,9 +158,10 @@ class Budget:
         if not self.limits:
             return f"{self.user} in {self.account}: no GPU-minute limit"
         tight = min(self.limits, key=lambda limit: limit.remaining_min)
+        held = f", {tight.running_min} held by running jobs" if tight.running_min else ""
         return (
             f"{tight.remaining_min} of {tight.limit_min} GPU-minutes left "
-            f"({tight.remaining_min / 60:.1f} GPU-hours; {tight.scope})"
+            f"({tight.remaining_min / 60:.1f} GPU-hours; {tight.scope}{held})"
         )
 
 
@@ -245,7 +251,8 @@ def parse_sacct(text: str) -> list[JobUsage]:
 
 def parse_assoc_mgr(text: str, *, user: str, account: str) -> list[GpuLimit]:
     """GPU-minute limits (``GrpTRESMins=...gres/gpu=LIMIT(USED)``) on the user's association,
-    its account's association and QOS records, from ``scontrol show assoc_mgr``."""
+    its account's association and QOS records, from ``scontrol show assoc_mgr``; what running
+    jobs hold comes from the same record's ``GrpTRESRunMins=...gres/gpu=N(HELD)``."""
     limits = []
     records = re.split(r"\n(?=\S)", text)
     for record in records:
@@ -263,7 +270,10 @@ def parse_assoc_mgr(text: str, *, user: str, account: str) -> list[GpuLimit]:
             scope = f"account {account}"
         else:
             continue
-        limits.append(GpuLimit(scope, int(match[1]), int(match[2])))
+        running = _GPU_RUNNING.search(record)
+        limits.append(
+            GpuLimit(scope, int(match[1]), int(match[2]), int(running[1]) if running else 0)
+        )
     return limits
 
 
@@ -337,11 +347,16 @@ def _with_live_reason(usage: JobUsage, timeout_s: float) -> JobUsage:
 
 
 def budget(
-    *, user: str | None = None, account: str | None = None, timeout_s: float = slurm.QUERY_TIMEOUT_S
+    *,
+    user: str | None = None,
+    account: str | None = None,
+    qos: str | None = None,
+    timeout_s: float = slurm.QUERY_TIMEOUT_S,
 ) -> Budget:
     """The user's GPU-minute limits in ``account`` (default: the user's default account).
 
-    The limits are those of the user's association, of its account and of its default QOS.
+    The limits are those of the user's association, of its account and of ``qos`` (default:
+    the association's default QOS, the one a job without ``--qos`` gets).
     """
     _require(timeout_s)
     user = user or getpass.getuser()
@@ -368,11 +383,11 @@ def budget(
     )
     if done.returncode != 0:
         raise AccountingError(f"scontrol show assoc_mgr failed: {done.stderr.strip()}")
-    qos = f"qos {default_qos or 'normal'}"
+    qos_scope = f"qos {qos or default_qos or 'normal'}"
     limits = [
         limit
         for limit in parse_assoc_mgr(done.stdout, user=user, account=account)
-        if not limit.scope.startswith("qos ") or limit.scope == qos
+        if not limit.scope.startswith("qos ") or limit.scope == qos_scope
     ]
     return Budget(user=user, account=account, limits=tuple(limits))
 

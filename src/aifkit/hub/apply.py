@@ -187,7 +187,8 @@ def _spawner(config: HubConfig, c: Any) -> None:
     # its handlers before it makes any spawner, so the import cannot wait for the first spawn.
     import batchspawner.api  # noqa: F401
 
-    c.JupyterHub.spawner_class = "wrapspawner.ProfilesSpawner"
+    # wrapspawner's ProfilesSpawner, with the learner's GPU budget on its form
+    c.JupyterHub.spawner_class = "aifkit.hub.spawner.FactoryProfilesSpawner"
     c.BatchSpawnerBase.env_keep = ENV_KEEP
     account = config.site_profile().account if config.site else ""
     c.ProfilesSpawner.profiles = profiles = [
@@ -201,6 +202,9 @@ def _spawner(config: HubConfig, c: Any) -> None:
                 "req_memory": f"{p.memory_gb}G",
                 "req_runtime": p.time,
                 "req_account": account,
+                "req_reservation": p.reservation,
+                "req_qos": p.qos,
+                "gpus": p.gpus,
                 "site_profile": config.site_ref,
                 "req_options": " ".join(
                     o for o in (f"--gres=gpu:{p.gpus}" if p.gpus else "", p.extra) if o

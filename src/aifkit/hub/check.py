@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 from traitlets.config import Config
 from traitlets.config.loader import LazyConfigValue, PyFileConfigLoader
 
-from aifkit.hub import apply, schema
+from aifkit.hub import apply, reservation, schema
 from aifkit.hub.schema import HubConfig, HubConfigError
 
 Severity = Literal["error", "warning"]
@@ -809,6 +809,109 @@ def _env_keep(
             "set c.Spawner.env_keep (wrapspawner copies it to its children) to include PATH, "
             "VIRTUAL_ENV, LANG and what the servers need",
         )
+
+
+# ---------------------------------------------------------------- reservations (issue 16)
+
+
+class _BatchRequest(NamedTuple):
+    """What one batch profile asks SLURM for, as far as the reservations rule reads it."""
+
+    setting: str
+    partition: str
+    reservation: str
+    qos: str
+    options: str
+
+
+def _batch_requests(hub: ConfigView) -> list[_BatchRequest]:
+    """The reservation, QOS, partition and options of every batch profile (or the one spawner)."""
+    found = []
+    for entry in hub.get("ProfilesSpawner", "profiles", []) or []:
+        if isinstance(entry, list | tuple) and len(entry) > 3 and isinstance(entry[3], dict):
+            child = entry[3]
+            found.append(
+                _BatchRequest(
+                    f"c.ProfilesSpawner.profiles[{entry[1]!r}]",
+                    str(child.get("req_partition", "")),
+                    str(child.get("req_reservation", "")),
+                    str(child.get("req_qos", "")),
+                    str(child.get("req_options", "")),
+                )
+            )
+    for section, name in hub.each("Spawner", "req_reservation"):
+        found.append(
+            _BatchRequest(
+                f"c.{section}.req_reservation",
+                str(hub.get(section, "req_partition", "")),
+                str(name),
+                str(hub.get(section, "req_qos", "")),
+                str(hub.get(section, "req_options", "")),
+            )
+        )
+    return found
+
+
+@rule(
+    "reservations",
+    "a profile's reservation and QOS exist on the cluster, the reservation not over, "
+    "on the profile's partition",
+)
+def reservations(hub: ConfigView) -> Iterator[Issue]:
+    requests = _batch_requests(hub)
+    to_ask = []
+    for request in requests:
+        if re.search(r"--(reservation|qos)\b", request.options):
+            yield Issue(
+                "warning",
+                request.setting,
+                f"--reservation or --qos in the extra options ({request.options}): "
+                "nothing checks them there",
+                "name them in the profile's reservation: and qos: keys",
+            )
+        for what, value in (("reservation", request.reservation), ("QOS", request.qos)):
+            if value and not reservation.NAME.match(value):
+                yield Issue(
+                    "error",
+                    request.setting,
+                    f"{what} {value!r} is not a SLURM name (letters, digits, _ . -)",
+                    f"give the {what}'s name exactly as the site created it",
+                )
+            elif value:
+                to_ask.append(request)
+    if not to_ask:
+        return
+    try:
+        known = reservation.query()
+        nodes_of = {r.partition: reservation.partition_nodes(r.partition) for r in to_ask}
+        qos_known = reservation.qos_names() if any(r.qos for r in to_ask) else frozenset()
+    except reservation.ReservationError as error:
+        yield Issue(
+            "warning",
+            to_ask[0].setting,
+            f"the reservations and QOS of the profiles were not checked: {error}",
+            "run `aifkit hub check` on the hub host, where SLURM's commands answer",
+        )
+        return
+    for request in dict.fromkeys(to_ask):
+        if request.reservation and reservation.NAME.match(request.reservation):
+            for problem in reservation.problems(
+                request.reservation, request.partition, known, nodes_of
+            ):
+                yield Issue(
+                    "error",
+                    request.setting,
+                    problem,
+                    "create the reservation (scontrol create reservation) for the class's "
+                    "dates and partition, or fix the profile's reservation:",
+                )
+        if request.qos and reservation.NAME.match(request.qos) and request.qos not in qos_known:
+            yield Issue(
+                "error",
+                request.setting,
+                f"the cluster has no QOS {request.qos!r} (it has: {', '.join(sorted(qos_known))})",
+                "create it with sacctmgr add qos, or fix the profile's qos:",
+            )
 
 
 @rule("culler-privilege", "the idle culler has least privilege, not admin")

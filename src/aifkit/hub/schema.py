@@ -42,6 +42,16 @@ class SpawnProfile(Model):
     memory_gb: int = Field(default=16, ge=1, description="a whole number of GB >= 1")
     gpus: int = Field(default=0, ge=0, description="a whole number of GPUs >= 0")
     time: SlurmTime = "02:00:00"
+    reservation: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9_.-]{1,64})?$",
+        description="a SLURM reservation's name (letters, digits, _ . -), e.g. a class's nodes",
+    )
+    qos: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9_.-]{1,64})?$",
+        description="a SLURM QOS name (letters, digits, _ . -); empty: the account's default",
+    )
     extra: str = ""  # extra #SBATCH options, e.g. "--begin=now+1hour" in a test
 
 

@@ -14,6 +14,15 @@
   request, when the job waits in the queue until shortly before ``start_timeout`` (it is then
   cancelled with ``scancel``), or when the job ends before its server answers, the spawn fails
   with a message that says what happened, with SLURM's own words, and what to do;
+- while the job is queued, the spawn page's progress shows its id, its place in its partition's
+  queue, SLURM's estimated start time and the reason in plain words (``aifkit.hub.queue``);
+  Stop Server on that page (JupyterHub cancels ``start()``, then calls ``stop``) cancels the
+  job with ``scancel`` and the learner lands on the "not running" page; a ``start()`` that was
+  not cancelled sees the stop and ends with "Spawn cancelled";
+- a profile's SLURM reservation and QOS (``req_reservation``, ``req_qos``) in the batch script;
+- with accounting on the cluster, a profile whose GPUs x time limit does not fit the learner's
+  GPU-minute budget is refused before sbatch, saying what is left (``aifkit.hub.budget``);
+  ``FactoryProfilesSpawner`` shows that budget on the profile form;
 - the job id kept in the spawner's state (batchspawner's ``get_state``/``load_state``), so a
   restarted hub polls the job it already has instead of submitting another one; the state is
   stored right after sbatch, so a hub restarted while the job is queued finds it too (and
@@ -42,10 +51,15 @@ from pathlib import Path
 from typing import Any
 
 from batchspawner import JobStatus, SlurmSpawner
-from traitlets import Float, Unicode, default
+from batchspawner.batchspawner import format_template
+from traitlets import Float, Integer, Unicode, default
+from wrapspawner import ProfilesSpawner
 
 from aifkit import slurm, templates
+from aifkit.course import accounting
 from aifkit.course import site as site_mod
+from aifkit.hub import budget as budget_mod
+from aifkit.hub import queue as queue_mod
 
 TEMPLATE = "hub-spawner.sbatch"
 LOG_TAIL_LINES = 15
@@ -80,6 +94,19 @@ class FactorySlurmSpawner(SlurmSpawner):
     batch_submit_cmd = Unicode(shlex.join(slurm.submit_command())).tag(config=True)
     batch_query_cmd = Unicode(shlex.join(slurm.status_command("{job_id}"))).tag(config=True)
     batch_cancel_cmd = Unicode(shlex.join(slurm.cancel_command("{job_id}"))).tag(config=True)
+
+    batch_queue_cmd = Unicode(
+        shlex.join(queue_mod.queue_command()),
+        help="Command that lists the pending jobs (aifkit.hub.queue reads its answer).",
+    ).tag(config=True)
+
+    queue_check_interval = Float(
+        10.0, help="Seconds between queue checks (position, estimated start) while pending."
+    ).tag(config=True)
+
+    gpus = Integer(
+        0, help="GPUs the profile asks for: with its time limit, what a spawn costs the budget."
+    ).tag(config=True)
 
     slurm_timeout = Float(
         30.0,
@@ -119,6 +146,8 @@ class FactorySlurmSpawner(SlurmSpawner):
     _pending_since = 0.0  # when start() began (monotonic), for the progress messages
     _pending_reason = ""  # SLURM's reason while the job is queued
     _limit = 0.0  # seconds after which start() gives up
+    _queue_view: queue_mod.PendingJob | None = None  # the job's place in the queue
+    _stop_requested = False  # Stop Server while start() waits: the spawn was cancelled
 
     # -- what the learner chose ---------------------------------------------------------------
 
@@ -227,11 +256,16 @@ class FactorySlurmSpawner(SlurmSpawner):
         self._pending_since = began
         self._pending_reason = ""
         self._limit = limit
+        self._queue_view = None
+        self._stop_requested = False
         keys = self.profile_keys()
         if keys and self.profile_name not in keys:  # wrapspawner kept its default child
             raise SlurmSpawnError(
                 f"There is no profile {self.profile_name!r}; choose one of {', '.join(keys)}."
             )
+        refused = await self._budget_refusal()
+        if refused:
+            raise SlurmSpawnError(refused)
         try:
             await self.submit_batch_script()
         except Exception as error:
@@ -246,18 +280,27 @@ class FactorySlurmSpawner(SlurmSpawner):
             )
         job_id = self.job_id
         self.save_state_now()
+        next_queue_check = 0.0
         while True:  # queued until it runs
             status = await self.query_job_status()
             if status == JobStatus.RUNNING:
                 break
+            if self._stop_requested:
+                raise SlurmSpawnError(
+                    f"Spawn cancelled: your job {job_id} was cancelled (Stop Server)."
+                )
             if status not in (JobStatus.PENDING, JobStatus.UNKNOWN):
                 await self._ended(job_id, wall_began)
             waited = time.monotonic() - began
             job = self.slurm_job()
             self._pending_reason = job.reason if job is not None else self._pending_reason
+            if status == JobStatus.PENDING and time.monotonic() >= next_queue_check:
+                self._queue_view = await self._queue_position(job_id) or self._queue_view
+                next_queue_check = time.monotonic() + self.queue_check_interval
             if waited >= limit:
                 await self._give_up_pending(job_id, waited)
             await asyncio.sleep(self.startup_poll_interval)
+        self._queue_view = None
         self.ip = self.state_gethost() or self.ip
         self.log.info("job %s of %s runs on %s", job_id, self.user.name, self.ip)
         next_check = time.monotonic() + self.job_check_interval
@@ -337,12 +380,78 @@ class FactorySlurmSpawner(SlurmSpawner):
 
     async def _give_up_pending(self, job_id: str, waited: float) -> None:
         reason = self._pending_reason or "unknown"
+        view = self._queue_view
+        where = f" ({view.place()})" if view is not None else ""
         problem = await self._cancel()
         told = "was cancelled" if not problem else f"could not be cancelled ({problem})"
+        if self.req_reservation:
+            advice = (
+                f"its reservation {self.req_reservation} may not have begun: try again when it "
+                f"has, or a smaller profile than {self.profile_name}"
+            )
+        else:
+            advice = (
+                f"try a smaller profile than {self.profile_name}, a profile with your class's "
+                "reservation (ask your instructor), or try later"
+            )
         raise SlurmSpawnError(
-            f"Your job {job_id} waited {waited:.0f} s in the queue (reason: {reason}) and "
-            f"{told}; try a smaller profile than {self.profile_name}, or try later."
+            f"Your job {job_id} waited {waited:.0f} s in the queue (reason: {reason}){where} "
+            f"and {told}; {advice}."
         )
+
+    # -- the queue and the budget -------------------------------------------------------------
+
+    async def _queue_position(self, job_id: str) -> queue_mod.PendingJob | None:
+        """The job's place in the queue (squeue as the learner); None when SLURM did not say."""
+        subvars = {**self.get_req_subvars(), "job_id": job_id}
+        command = " ".join(
+            (
+                format_template(self.exec_prefix, **subvars),
+                format_template(self.batch_queue_cmd, **subvars),
+            )
+        )
+        try:
+            return queue_mod.parse_pending(await self.run_command(command), job_id)
+        except RuntimeError as error:
+            self.log.warning("squeue for job %s: %s", job_id, error)
+            return None
+
+    def _cost(self) -> budget_mod.SpawnCost:
+        return budget_mod.cost(self.profile_name, int(self.gpus), self.req_runtime)
+
+    def learner_budget(self) -> accounting.Budget | None:
+        """The learner's GPU budget for this profile's account and QOS; None without accounting.
+
+        Blocking (SLURM's commands): call it in a thread.
+        """
+        return budget_mod.learner_budget(
+            self.user.name, account=self.req_account, qos=self.req_qos, timeout_s=self.slurm_timeout
+        )
+
+    async def _budget_refusal(self) -> str:
+        """Why this spawn does not fit the learner's GPU budget; "" when it does (or no budget).
+
+        When accounting is on but cannot answer, the spawn goes on: SLURM still holds a job
+        over a limit in the queue, with that reason, and the progress messages show it.
+        """
+        spawn = self._cost()
+        if not spawn.gpu_minutes:
+            return ""
+        try:
+            found = await asyncio.to_thread(self.learner_budget)
+        except (accounting.AccountingError, slurm.JobError) as error:
+            self.log.warning("GPU budget of %s unknown: %s", self.user.name, error)
+            return ""
+        return budget_mod.refusal(spawn, found)
+
+    async def stop(self, now: bool = False) -> None:
+        """Stop the server: also Stop Server on the spawn page while the job is queued."""
+        if self.job_id and self.state_ispending():
+            self._stop_requested = True
+            self.log.info(
+                "Spawn cancelled: job %s of %s, still queued", self.job_id, self.user.name
+            )
+        await super().stop(now)
 
     async def _ended(self, job_id: str, since: float) -> None:
         job = self.slurm_job()
@@ -365,10 +474,16 @@ class FactorySlurmSpawner(SlurmSpawner):
                 message = f"Job {self.job_id} runs on {self.state_gethost()}; the server starts ..."
             else:
                 waited = int((time.monotonic() - self._pending_since) // 10 * 10)
+                view = self._queue_view
+                where = (
+                    view.describe()
+                    if view is not None
+                    else f"reason: {self._pending_reason or 'queued'}"
+                )
                 message = (
-                    f"Job {self.job_id} waits in the SLURM queue "
-                    f"(reason: {self._pending_reason or 'queued'}), "
-                    f"{waited} s of at most {self._limit:.0f} s"
+                    f"Job {self.job_id} waits in the SLURM queue ({where}); "
+                    f"{waited} s of at most {self._limit:.0f} s. "
+                    "Stop Server cancels it."
                 )
             if message != last:
                 yield {"message": message}
@@ -376,4 +491,38 @@ class FactorySlurmSpawner(SlurmSpawner):
             await asyncio.sleep(1)
 
 
-__all__ = ["FactorySlurmSpawner", "SlurmSpawnError", "start_deadline"]
+class FactoryProfilesSpawner(ProfilesSpawner):
+    """wrapspawner's ProfilesSpawner whose form also shows the learner's GPU budget.
+
+    The budget is asked per account and QOS of the profiles (each GPU profile says what it may
+    cost, and whether that is over); without accounting the form is wrapspawner's own.
+    """
+
+    async def get_options_form(self) -> str:
+        form = str(await super().get_options_form() or "")
+        try:
+            note = await asyncio.to_thread(self._budget_note)
+        except (accounting.AccountingError, slurm.JobError) as error:
+            self.log.warning("GPU budget of %s unknown: %s", self.user.name, error)
+            note = ""
+        return form + note
+
+    def _budget_note(self) -> str:
+        """The budget paragraph for this user (blocking: SLURM's commands)."""
+        entries = []
+        budgets: dict[tuple[str, str], accounting.Budget | None] = {}
+        for display, _key, _cls, child in self.profiles:
+            gpus = int(child.get("gpus", 0))
+            if not gpus:
+                continue
+            where = (str(child.get("req_account", "")), str(child.get("req_qos", "")))
+            if where not in budgets:
+                budgets[where] = budget_mod.learner_budget(
+                    self.user.name, account=where[0], qos=where[1]
+                )
+            spawn = budget_mod.cost(str(display), gpus, str(child.get("req_runtime", "")))
+            entries.append((spawn, budgets[where]))
+        return budget_mod.form_note(entries)
+
+
+__all__ = ["FactoryProfilesSpawner", "FactorySlurmSpawner", "SlurmSpawnError", "start_deadline"]
