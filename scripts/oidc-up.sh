@@ -65,6 +65,18 @@ if [ ! -s "$BASE/signing-key.pem" ]; then  # RS256: the id_token's signature, pu
   openssl pkey -in "$BASE/signing-key.pem" -pubout -out "$BASE/signing-cert.pem"
 fi
 
+# glewlwyd serves its login page from a folder of static files, but follows no symbolic link,
+# and Debian's webapp links to jquery, bootstrap, the fonts and its config: a real copy.
+if [ ! -s "$BASE/webapp/login.html" ]; then
+  rm -rf "$BASE/webapp.new"
+  cp -rL "$WEBAPP" "$BASE/webapp.new"
+  # the pages' settings: the package's template (its /etc copy is not a plain file everywhere)
+  rm -rf "$BASE/webapp.new/config.json"
+  cp /usr/share/glewlwyd/templates/config.json "$BASE/webapp.new/config.json"
+  rm -rf "$BASE/webapp"
+  mv "$BASE/webapp.new" "$BASE/webapp"
+fi
+
 if [ ! -s "$DB" ]; then
   sqlite3 "$DB" < "$SCHEMA"
   chmod 600 "$DB"
@@ -77,7 +89,7 @@ bind_address="127.0.0.1"
 external_url="$URL"
 login_url="login.html"
 api_prefix="api"
-static_files_path="$WEBAPP/"
+static_files_path="$BASE/webapp/"
 allow_origin="$URL"
 log_mode="file"
 log_level="INFO"
