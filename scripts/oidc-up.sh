@@ -7,7 +7,7 @@
 # What it sets up (through glewlwyd's admin REST API):
 #   issuer     http://127.0.0.1:$OIDC_PORT/api/oidc  (discovery: <issuer>/.well-known/openid-configuration)
 #   client     aifkit-hub (confidential, code flow), secret in $OIDC_BASE/client_secret;
-#              its redirect URIs are set by the tests (scripts take none: hub ports are random)
+#              its redirect URIs are added by the tests (hub ports are random) and kept here
 #   scopes     openid, profile (preferred_username), email, groups (the "groups" claim)
 #   users      lena (aifkit-learners), ines (aifkit-instructors), otto (no group),
 #              mia (aifkit-learners); each with e-mail <name>@factory.example, password in
@@ -228,10 +228,14 @@ put_or_post /mod/plugin oidc "$(jq -nc --arg iss "$API/oidc" --arg key "$KEY" --
 }')"
 call PUT /mod/plugin/oidc/reset >/dev/null  # a running instance reloads its parameters
 
-put_or_post /client "$CLIENT" "$(jq -nc --arg id "$CLIENT" --arg secret "$CLIENT_SECRET" '{
+# The redirect URIs the tests registered (each hub has its own port) are kept.
+REDIRECTS='["http://127.0.0.1/hub/oauth_callback"]'
+if exists "/client/$CLIENT"; then REDIRECTS=$(call GET "/client/$CLIENT" | jq -c '.redirect_uri'); fi
+put_or_post /client "$CLIENT" "$(jq -nc --arg id "$CLIENT" --arg secret "$CLIENT_SECRET" \
+  --argjson redirects "$REDIRECTS" '{
   client_id: $id, name: "aifkit hub", description: "JupyterHub of the AI factory (tests)",
   confidential: true, enabled: true, password: $secret,
-  redirect_uri: ["http://127.0.0.1/hub/oauth_callback"],
+  redirect_uri: $redirects,
   authorization_type: ["code", "refresh_token"],
   token_endpoint_auth_method: ["client_secret_basic", "client_secret_post"],
   scope: []

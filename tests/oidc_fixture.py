@@ -35,6 +35,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "mia": (LEARNERS_GROUP,),
 }
 TIMEOUT_S = 15.0
+MAX_CALLBACKS = 16
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,14 @@ class OidcProvider:
         assert reply.status_code == 200, f"provider admin login: {reply.status_code} {reply.text}"
         return session
 
-    def register_callback(self, *callback_urls: str) -> None:
-        """Make ``callback_urls`` the client's only redirect URIs (each hub has its own port)."""
+    def register_callback(self, callback_url: str) -> None:
+        """Add ``callback_url`` to the client's redirect URIs (each hub has its own port); the
+        most recent ``MAX_CALLBACKS`` are kept, so hubs of concurrent sessions all work."""
         admin = self.admin()
         client = admin.get(f"{self.url}/api/client/{CLIENT_ID}", timeout=TIMEOUT_S).json()
         client.pop("source", None)
-        client["redirect_uri"] = list(callback_urls)
+        kept = [u for u in client.get("redirect_uri") or [] if u != callback_url]
+        client["redirect_uri"] = [*kept[-(MAX_CALLBACKS - 1) :], callback_url]
         reply = admin.put(f"{self.url}/api/client/{CLIENT_ID}", json=client, timeout=TIMEOUT_S)
         assert reply.status_code == 200, f"client update: {reply.status_code} {reply.text}"
 
