@@ -34,18 +34,23 @@ USERS=(lena:aifkit-learners ines:aifkit-instructors otto: mia:aifkit-learners)
 
 if [ "$(id -u)" != 0 ]; then echo "oidc-up: run as root (it installs glewlwyd when missing)" >&2; exit 2; fi
 
-if ! command -v glewlwyd >/dev/null || [ ! -f "$SCHEMA" ] || ! command -v sqlite3 >/dev/null \
-  || ! command -v jq >/dev/null; then
-  echo "oidc-up: installing Debian's glewlwyd, sqlite3, jq" >&2
+missing=""
+for tool in glewlwyd sqlite3 jq curl openssl; do
+  command -v "$tool" >/dev/null || missing=1
+done
+if [ -n "$missing" ] || [ ! -f "$SCHEMA" ] || [ ! -d "$WEBAPP" ]; then
+  echo "oidc-up: installing Debian's glewlwyd, sqlite3, jq, curl, openssl" >&2
   # No systemd here: a policy-rc.d that answers 101 keeps the packaged service from starting.
   POLICY=/usr/sbin/policy-rc.d
+  made_policy=""
   if [ ! -e "$POLICY" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$POLICY" && chmod 0755 "$POLICY"
+    printf '#!/bin/sh\nexit 101\n' > "$POLICY" && chmod 0755 "$POLICY" && made_policy=1
     trap 'rm -f "$POLICY"' EXIT
   fi
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     glewlwyd sqlite3 jq curl openssl >/dev/null
+  if [ -n "$made_policy" ]; then rm -f "$POLICY"; trap - EXIT; fi
 fi
 
 install -d -m 0700 "$BASE"
