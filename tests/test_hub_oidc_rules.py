@@ -206,3 +206,23 @@ def test_oidc_https_endpoints() -> None:
 def test_oidc_discovery_needs_an_issuer() -> None:
     """Without our YAML's issuer there is no document to read: the rule says nothing."""
     assert rule(applied(factory()), "oidc-discovery") == []
+
+
+def test_oidc_discovery_reports_plain_http_endpoints_and_missing_scopes(serve_json: Any) -> None:
+    """Endpoints the document publishes over plain HTTP, and scopes it lacks, are reported."""
+    url = serve_json(
+        lambda base: {
+            "issuer": base,
+            "authorization_endpoint": "https://login.factory.example/auth",
+            "token_endpoint": "http://login.factory.example/token",
+            "userinfo_endpoint": "https://login.factory.example/userinfo",
+            "scopes_supported": ["openid", "profile"],
+        }
+    )
+    c = applied(factory(oidc__issuer=url))
+    context = check.Context(source=FACTORY, base=FACTORY.parent, oidc_issuer=url)
+    found = sorted((f.severity, f.setting) for f in rule(c, "oidc-discovery", context=context))
+    assert found == [
+        ("error", "oidc.issuer in the hub YAML"),
+        ("warning", "c.GenericOAuthenticator.scope"),
+    ], found

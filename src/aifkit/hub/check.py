@@ -875,6 +875,16 @@ def oidc_discovery(hub: ConfigView) -> Iterator[Issue]:
             "issuer URL if it is wrong",
         )
         return
+    for key in discovery.ENDPOINTS.values():
+        url = document.get(key)
+        if isinstance(url, str) and _plain_http(url):
+            yield Issue(
+                "error",
+                setting,
+                f"the provider's {key} {url} is plain HTTP: the client secret and users' "
+                "tokens would travel in clear",
+                "serve the provider over HTTPS (its issuer URL and endpoints)",
+            )
     scopes = _supported(document, "scopes_supported")
     for section, wanted in _oauth(hub, "scope"):
         missing = sorted(set(wanted or ()) - scopes) if scopes is not None else []
