@@ -40,7 +40,7 @@ test: $(STAMP)
 	scripts/system-deps.sh
 	$(BIN)/python -m pytest
 
-FAST := not (slurm or hub or postgres or browser or notebook or slow)
+FAST := not (slurm or hub or postgres or oidc or browser or notebook or slow)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "$(FAST)"
 

@@ -20,7 +20,7 @@ from builders import REPO, answer, build, code, grader_cell
 
 from aifkit.resources import jupyter_data_dir
 
-pytest_plugins = ["postgres_fixture", "hub_fixture"]
+pytest_plugins = ["postgres_fixture", "hub_fixture", "oidc_fixture"]
 
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     p for p in (str(jupyter_data_dir()), os.environ.get("JUPYTER_PATH", "")) if p
@@ -40,6 +40,7 @@ NEEDS_BY_FIXTURE = {
     "slurm_cluster": "slurm",
     "chp_on_path": "hub",  # every hub fixture needs the proxy first
     "postgres_server": "postgres",
+    "oidc_provider": "oidc",
 }
 
 

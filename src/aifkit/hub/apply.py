@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from aifkit import resources
-from aifkit.hub.schema import CourseEntry, HubConfig
+from aifkit.hub.schema import CourseEntry, HubConfig, Oidc
 
 # What single-user servers keep from the hub's environment. JupyterHub >= 5.2 keeps almost
 # nothing by default and batchspawner jobs then start without PATH (STACK-NOTES).
@@ -90,11 +90,13 @@ def role_environment(
 def make_pre_spawn_hook(config: HubConfig) -> Any:
     """A hook that gives each user their role's tools and their own courses."""
     instructors = set(config.instructors_all)
+    teaching_groups = instructor_groups(config)
 
     def pre_spawn_hook(spawner: Any) -> None:
         groups = {g.name for g in getattr(spawner.user, "groups", [])}
         name = spawner.user.name
-        role = "instructor" if name in instructors or "instructors" in groups else "learner"
+        teaching = name in instructors or bool(groups & set(teaching_groups))
+        role = "instructor" if teaching else "learner"
         courses = config.courses_of(name)
         if not courses and len(config.course_list) == 1:  # a user the YAML does not list (OIDC)
             courses = config.course_list
@@ -132,6 +134,11 @@ def _hub(config: HubConfig, c: Any, secrets: Secrets) -> None:
     if config.ssl_cert:
         c.JupyterHub.ssl_cert = config.ssl_cert
         c.JupyterHub.ssl_key = config.ssl_key
+    if manages_groups(config):
+        # the provider's groups claim sets every user's groups at login; JupyterHub refuses
+        # load_groups when the authenticator manages groups
+        c.JupyterHub.load_groups = {}
+        return
     c.JupyterHub.load_groups = {
         "instructors": {"users": list(config.instructors_all)},
         "learners": {"users": list(config.learners_all)},
@@ -149,22 +156,57 @@ def _auth(config: HubConfig, c: Any, secrets: Secrets) -> None:
         c.JupyterHub.authenticator_class = "shared-password"
         c.SharedPasswordAuthenticator.user_password = secrets.user_password
     elif config.auth == "oidc":
-        oidc = config.oidc
-        assert oidc is not None  # schema checked
-        c.JupyterHub.authenticator_class = "generic-oauth"
-        c.GenericOAuthenticator.client_id = oidc.client_id
-        c.GenericOAuthenticator.client_secret = secrets.oidc_client_secret
-        c.GenericOAuthenticator.oauth_callback_url = oidc.callback_url
-        c.GenericOAuthenticator.authorize_url = oidc.authorize_url
-        c.GenericOAuthenticator.token_url = oidc.token_url
-        c.GenericOAuthenticator.userdata_url = oidc.userdata_url
-        c.GenericOAuthenticator.username_claim = oidc.username_claim
-        c.GenericOAuthenticator.scope = list(oidc.scope)
-        if config.allowed_groups:
-            c.GenericOAuthenticator.claim_groups_key = "groups"
-            c.GenericOAuthenticator.allowed_groups = set(config.allowed_groups)
+        assert config.oidc is not None  # schema checked
+        _oidc(config, config.oidc, c, secrets)
     else:  # "none": tests only; `aifkit hub check` reports it
         c.JupyterHub.authenticator_class = "dummy"
+
+
+def refusal_message(config: HubConfig) -> str:
+    """What a user the provider knows but the hub does not allow reads on the 403 page."""
+    groups = ", ".join(config.allowed_groups) or "none"
+    return (
+        "You signed in at your identity provider, but your account is not in a group that may "
+        f"use this hub (allowed groups: {groups}). Ask your site's support to add you to one of "
+        "them, then sign in again."
+    )
+
+
+def _oidc(config: HubConfig, oidc: Oidc, c: Any, secrets: Secrets) -> None:
+    """GenericOAuthenticator: endpoints, a stable username, groups from the provider's claim."""
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    auth = c.GenericOAuthenticator
+    auth.client_id = oidc.client_id
+    auth.client_secret = secrets.oidc_client_secret
+    auth.oauth_callback_url = oidc.callback_url
+    for setting in ("authorize_url", "token_url", "userdata_url"):
+        if getattr(oidc, setting):  # empty: discovery.resolve fills it at hub start
+            auth[setting] = getattr(oidc, setting)
+    auth.username_claim = oidc.username_claim
+    auth.scope = list(oidc.scope)
+    if oidc.authorize_params:
+        auth.extra_authorize_params = dict(oidc.authorize_params)
+    auth.allow_existing_users = False  # who may log in is the provider's groups, at each login
+    auth.custom_403_message = refusal_message(config)
+    if manages_groups(config):
+        # the hub's groups follow the provider's claim at every login (OAuthenticator >= 17
+        # refuses allowed_groups and the groups key without manage_groups: the hub would exit)
+        auth.manage_groups = True
+        auth.auth_state_groups_key = f"oauth_user.{oidc.groups_claim}"
+        auth.allowed_groups = set(config.allowed_groups)
+
+
+def manages_groups(config: HubConfig) -> bool:
+    """Do the provider's groups (OIDC) decide the hub's groups, instead of load_groups?"""
+    oidc = config.oidc if config.auth == "oidc" else None
+    return oidc is not None and bool(config.allowed_groups or oidc.instructor_groups)
+
+
+def instructor_groups(config: HubConfig) -> tuple[str, ...]:
+    """Hub groups whose members teach every course: ``instructors``, and under OIDC the
+    provider's instructor groups."""
+    extra = config.oidc.instructor_groups if config.auth == "oidc" and config.oidc else ()
+    return ("instructors", *extra)
 
 
 def _spawner(config: HubConfig, c: Any) -> None:
@@ -254,7 +296,10 @@ def _services(config: HubConfig, c: Any) -> None:
         {
             "name": f"formgrade-{course.id}",
             "description": f"the instructors of {course.id} reach its formgrader, no one else",
-            "groups": [f"formgrade-{course.id}"],
+            # under OIDC also the provider's instructor groups (the hub's groups follow them)
+            "groups": [f"formgrade-{course.id}", *instructor_groups(config)[1:]],
+            # and the course's named instructors themselves: managed groups leave them out
+            **({"users": list(course.instructors)} if manages_groups(config) else {}),
             "scopes": [f"access:services!service={course.id}"],
         }
         for course in config.course_list

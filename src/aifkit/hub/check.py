@@ -72,6 +72,7 @@ POWER_SCOPES = frozenset(
 )
 SELF_FILTERS = ("!user", "!server")
 EMAIL_CLAIMS = frozenset({"email", "mail"})
+DISCOVERY_TIMEOUT_S = 5.0
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 JUPYTERHUB_BIND_URL = "http://:8000"  # JupyterHub's default: every interface
 JUPYTERHUB_COOKIE_FILE = "jupyterhub_cookie_secret"
@@ -122,6 +123,7 @@ class Context:
     course_ids: tuple[str, ...] = ()  # the formgrader services' names in our YAML
     # secret files whose values went into the Config: setting -> path (only our YAML says)
     secret_files: dict[str, Path] = field(default_factory=dict)
+    oidc_issuer: str = ""  # our YAML's oidc.issuer: the check reads its discovery document
 
 
 # ---------------------------------------------------------------- loading
@@ -180,6 +182,7 @@ def _context(source: Path, hub: HubConfig | None) -> Context:
         profile=profile,
         course_ids=tuple(course.id for course in hub.course_list),
         secret_files=files,
+        oidc_issuer=hub.oidc.issuer if hub.auth == "oidc" and hub.oidc else "",
     )
 
 
@@ -759,6 +762,168 @@ def oidc_email(hub: ConfigView) -> Iterator[Issue]:
                     "and its new owner inherits the old account, its files and grades",
                     fix,
                 )
+
+
+# ---------------------------------------------------------------- OpenID Connect (issue 17)
+
+OAUTH_SECTIONS = "OAuthenticator"
+GROUPS_KEYS = ("auth_state_groups_key", "claim_groups_key")
+USER_INFO_PREFIX = "oauth_user."  # OAuthenticator keeps the userinfo answer under this key
+
+
+def _oauth(hub: ConfigView, key: str) -> list[tuple[str, Any]]:
+    return hub.each(OAUTH_SECTIONS, key)
+
+
+def _groups_claim(hub: ConfigView) -> tuple[str, str] | None:
+    """``(setting, claim)`` of the userinfo claim the hub takes groups from, if it names one."""
+    for key in GROUPS_KEYS:
+        for section, value in _oauth(hub, key):
+            if isinstance(value, str) and value:
+                claim = value.removeprefix(USER_INFO_PREFIX) if key != "claim_groups_key" else value
+                return f"c.{section}.{key}", claim
+            if callable(value):
+                return f"c.{section}.{key}", ""
+    return None
+
+
+@rule("oidc-groups", "OIDC allowed groups come from a group claim, with manage_groups on")
+def oidc_groups(hub: ConfigView) -> Iterator[Issue]:
+    for section, groups in _oauth(hub, "allowed_groups"):
+        if not groups:
+            continue
+        if not hub.get(section, "manage_groups") and not hub.get("OAuthenticator", "manage_groups"):
+            yield Issue(
+                "error",
+                f"c.{section}.manage_groups",
+                f"allowed_groups {sorted(groups)} without manage_groups: OAuthenticator >= 17 "
+                "refuses it and the hub exits at start",
+                f"set c.{section}.manage_groups = True",
+            )
+        if _groups_claim(hub) is None:
+            yield Issue(
+                "error",
+                f"c.{section}.auth_state_groups_key",
+                f"allowed_groups {sorted(groups)} but no group claim: no user ever has a group, "
+                "so nobody outside allowed_users can log in",
+                f'set c.{section}.auth_state_groups_key = "oauth_user.groups" (the claim your '
+                "provider sends the groups in)",
+            )
+
+
+def _plain_http(url: str) -> bool:
+    """An http:// URL to a host other than loopback (tokens and codes travel in clear)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "http":
+        return False
+    host = parsed.hostname or ""
+    if host in LOOPBACK_NAMES:
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+@rule("oidc-https", "the OIDC callback and the provider's endpoints use HTTPS")
+def oidc_https(hub: ConfigView) -> Iterator[Issue]:
+    for section, url in _oauth(hub, "oauth_callback_url"):
+        if isinstance(url, str) and _plain_http(url):
+            yield Issue(
+                "error" if hub.profile == "factory" else "warning",
+                f"c.{section}.oauth_callback_url",
+                f"the callback {url} is plain HTTP: the authorization code and the login "
+                "cookie cross the network in clear",
+                "use https:// (the hub's public URL + /hub/oauth_callback) and register "
+                "exactly that URL at the provider",
+            )
+    for key in ("authorize_url", "token_url", "userdata_url"):
+        for section, url in _oauth(hub, key):
+            if isinstance(url, str) and _plain_http(url):
+                yield Issue(
+                    "error",
+                    f"c.{section}.{key}",
+                    f"{url} is plain HTTP: the client secret and users' tokens travel in clear",
+                    "use the provider's https:// endpoint (or its issuer's discovery document)",
+                )
+
+
+def _supported(document: dict[str, Any], key: str) -> set[str] | None:
+    """A list the discovery document publishes, or None when it says nothing (optional)."""
+    value = document.get(key)
+    return {str(v) for v in value} if isinstance(value, list) else None
+
+
+@rule("oidc-discovery", "the provider publishes the scopes and claims the hub asks for")
+def oidc_discovery(hub: ConfigView) -> Iterator[Issue]:
+    issuer = hub.context.oidc_issuer if hub.context else ""
+    if not issuer:
+        return
+    from aifkit.hub import discovery
+    from aifkit.hub.schema import Oidc
+
+    setting = "oidc.issuer in the hub YAML"
+    probe = Oidc(issuer=issuer, client_id="-", client_secret_file="-", callback_url="-")
+    try:
+        document = discovery.fetch(probe, timeout_s=DISCOVERY_TIMEOUT_S)
+    except HubConfigError as error:
+        yield Issue(
+            "warning",
+            setting,
+            f"{error}; the hub reads it at start and cannot log anyone in without it",
+            "run the check on the hub host, where the provider is reachable, and fix the "
+            "issuer URL if it is wrong",
+        )
+        return
+    for key in discovery.ENDPOINTS.values():
+        url = document.get(key)
+        if isinstance(url, str) and _plain_http(url):
+            yield Issue(
+                "error",
+                setting,
+                f"the provider's {key} {url} is plain HTTP: the client secret and users' "
+                "tokens would travel in clear",
+                "serve the provider over HTTPS (its issuer URL and endpoints)",
+            )
+    scopes = _supported(document, "scopes_supported")
+    for section, wanted in _oauth(hub, "scope"):
+        missing = sorted(set(wanted or ()) - scopes) if scopes is not None else []
+        if missing:
+            yield Issue(
+                "warning",
+                f"c.{section}.scope",
+                f"the provider does not publish the scopes {missing} (scopes_supported: "
+                f"{sorted(scopes or ())}): it may refuse the login or leave their claims out",
+                "create those scopes at the provider (for Keycloak: client scopes), or remove them",
+            )
+    claims = _supported(document, "claims_supported")
+    if claims is None:
+        return
+    wanted_claims = [
+        (f"c.{section}.username_claim", str(value), "usernames")
+        for section, value in _oauth(hub, "username_claim")
+        if isinstance(value, str)
+    ]
+    found = _groups_claim(hub)
+    if found and found[1]:
+        wanted_claims.append((found[0], found[1], "groups"))
+    for where, claim, purpose in wanted_claims:
+        if claim not in claims:
+            # claims_supported is only recommended, and some providers (Keycloak) leave mapped
+            # claims such as groups out of it: a warning, verified at the first real login
+            yield Issue(
+                "warning",
+                where,
+                f"the provider does not list the claim {claim!r} the hub takes {purpose} from "
+                f"(claims_supported: {sorted(claims)}): without it "
+                + (
+                    "nobody has a group and allowed_groups let nobody in"
+                    if purpose == "groups"
+                    else "nobody can log in"
+                ),
+                f"make the provider send {claim!r} in userinfo (for Keycloak: a mapper in a "
+                "client scope the hub requests), or set the claim it does send",
+            )
 
 
 @rule("spawn-limit", "concurrent_spawn_limit is set (bursts at the start of a session)")

@@ -56,16 +56,50 @@ class SpawnProfile(Model):
 
 
 class Oidc(Model):
-    """OIDC login through GenericOAuthenticator; the username is a stable claim, never email."""
+    """OIDC login through GenericOAuthenticator; the username is a stable claim, never email.
 
-    authorize_url: str
-    token_url: str
-    userdata_url: str
+    ``issuer`` is the provider's issuer URL: its discovery document
+    (``<issuer>/.well-known/openid-configuration``) gives the endpoints at hub start, and
+    ``aifkit hub check`` verifies scopes and claims against it. Endpoints given here win over
+    the document's. ``groups_claim`` is the userinfo claim holding the user's groups at the
+    provider; the hub's groups follow it at every login. Members of ``instructor_groups`` reach
+    the formgrader. ``authorize_params`` go on every authorization request (a provider that
+    insists on a ``nonce`` in the code flow gets one here).
+    """
+
+    issuer: str = ""
+    authorize_url: str = ""
+    token_url: str = ""
+    userdata_url: str = ""
     client_id: str
     client_secret_file: str
     callback_url: str
     username_claim: str = "sub"
     scope: Names = ("openid",)
+    groups_claim: str = Field(
+        default="groups", pattern=r"^[A-Za-z0-9_:.-]+$", description="a claim name"
+    )
+    instructor_groups: Names = ()
+    authorize_params: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> Oidc:
+        missing = [
+            key for key in ("authorize_url", "token_url", "userdata_url") if not getattr(self, key)
+        ]
+        if missing and not self.issuer:
+            raise ValueError(
+                f"oidc: give issuer (its discovery document has the endpoints) or all of "
+                f"{', '.join(missing)}"
+            )
+        return self
+
+    @property
+    def discovery_url(self) -> str:
+        """Where the provider publishes its metadata ("" without an issuer)."""
+        if not self.issuer:
+            return ""
+        return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
 class CourseEntry(Model):
@@ -127,6 +161,13 @@ class HubConfig(Model):
         problems: list[str] = []
         if self.auth == "oidc" and self.oidc is None:
             problems.append("auth is oidc but the oidc: section is missing")
+        if self.oidc is not None and self.allowed_groups:
+            outside = [g for g in self.oidc.instructor_groups if g not in self.allowed_groups]
+            if outside:
+                problems.append(
+                    f"oidc.instructor_groups: {outside} are not in allowed_groups, so their "
+                    "members could not log in: add them to allowed_groups"
+                )
         if self.spawner == "slurm" and not self.profiles:
             problems.append("the slurm spawner needs at least one entry in profiles")
         problems += self._courses_problems()

@@ -9,7 +9,7 @@ Nothing here is edited per site: `aifkit hub check FILE` lints the result.
 import os
 from pathlib import Path
 
-from aifkit.hub import apply, schema, secrets
+from aifkit.hub import apply, discovery, schema, secrets
 
 if not os.environ.get("AIFKIT_HUB_CONFIG"):
     raise SystemExit(
@@ -17,4 +17,6 @@ if not os.environ.get("AIFKIT_HUB_CONFIG"):
         "`aifkit hub run --config config.yml`"
     )
 config = schema.load(Path(os.environ["AIFKIT_HUB_CONFIG"]))
+if os.environ.get("AIFKIT_HUB_CHECK") != "1":  # the check reads the provider's metadata itself
+    config = discovery.resolve(config)  # OIDC endpoints from the issuer's discovery document
 apply.apply(config, get_config(), secrets.load(config))  # noqa: F821 - given by JupyterHub
