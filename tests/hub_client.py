@@ -205,10 +205,10 @@ class HubSession:
             self.server_api("DELETE", f"api/kernels/{kernel_id}")
 
     def run_in_terminal(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
-        """Type ``command`` into a new JupyterLab terminal (its websocket); exit code and output.
+        """Type ``command`` (one line) into a new JupyterLab terminal, through its websocket.
 
-        The output is what the shell printed between two markers the command line cannot echo
-        (each is split in two on the line typed), with the terminal's CR LF turned into LF.
+        Returns the exit code and what the shell printed between two markers, which the echo of
+        the typed line cannot contain (each is split in two there); CR LF is turned into LF.
         The terminal is deleted afterwards, whatever happened.
         """
         reply = self.server_api("POST", "api/terminals")
@@ -237,7 +237,7 @@ class HubSession:
 
     def _type(self, name: str, command: str, timeout: float) -> tuple[int, str]:
         begin, end = "@@AIFKIT-BEGIN@@", "@@AIFKIT-END@@"
-        line = f"echo '{begin[:5]}''{begin[5:]}'; {command}\necho '{end[:5]}''{end[5:]}' $?\r"
+        line = f"echo '{begin[:5]}''{begin[5:]}'; {command}; echo '{end[:5]}''{end[5:]}' $?\r"
         deadline = time.monotonic() + timeout
         channel = self._websocket(f"terminals/websocket/{name}", timeout)
         try:

@@ -316,6 +316,7 @@ class HubFactory:
                 config["courses"].append({**entry, "root": str(root), "release": ["adv"]})
         config_path = folder / "config.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        open_python_to_hub_accounts()
         hub = LocalHub(
             config_path=config_path,
             state=state,
@@ -351,25 +352,38 @@ def _folders_closed_to_others(paths: Sequence[Path]) -> list[Path]:
     return list(closed)
 
 
+OPENED: dict[Path, int] = {}  # folders this session opened (o+x), with their modes before
+
+
+def open_python_to_hub_accounts() -> None:
+    """o+x on every folder on the way to this Python that others cannot pass (root only).
+
+    Called at each hub start too: another test session on this machine that opened the same
+    folder (/root) may close it again when it ends.
+    """
+    if os.geteuid() != 0:
+        return
+    needed = [Path(sys.executable).resolve(), Path(sys.prefix), Path(sys.base_prefix)]
+    for folder in _folders_closed_to_others(needed):
+        mode = folder.stat().st_mode
+        OPENED.setdefault(folder, stat.S_IMODE(mode))
+        folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
 @pytest.fixture(scope="session")
 def python_reachable_by_hub_accounts() -> Iterator[None]:
     """The hub's accounts must run this Python: o+x on its folders for the session, then restored.
 
-    The interpreter of this machine is in /root/.pyenv (/root is 0700); other helpers' test runs
-    share /root, so the bit is taken back at the end, whatever happened.
+    The interpreter of this machine is in /root/.pyenv (/root is 0700); other test runs share
+    /root, so the bit is taken back at the end, whatever happened.
     """
-    if os.geteuid() != 0:
-        yield
-        return
-    needed = [Path(sys.executable).resolve(), Path(sys.prefix), Path(sys.base_prefix)]
-    opened = {folder: folder.stat().st_mode for folder in _folders_closed_to_others(needed)}
     try:
-        for folder, mode in opened.items():
-            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        open_python_to_hub_accounts()
         yield
     finally:
-        for folder, mode in opened.items():
-            folder.chmod(stat.S_IMODE(mode))
+        for folder, mode in OPENED.items():
+            folder.chmod(mode)
+        OPENED.clear()
 
 
 @pytest.fixture
