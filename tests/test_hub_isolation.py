@@ -37,7 +37,7 @@ from hub_fixture import (
     record,
 )
 
-from aifkit.hub import apply, check, schema
+from aifkit.hub import apply, check, permissions, schema
 
 pytestmark = [
     pytest.mark.slow,
@@ -387,3 +387,15 @@ def test_check_flags_several_users_sharing_one_account(tmp_path: Path) -> None:
     assert _findings(tmp_path, learners=[], isolation="none") == []  # one user
     shipped = schema.load(REPO / "hub-config" / "local" / "config.yml")
     assert shipped.isolated and shipped.user_prefix == "jupyter-"
+
+
+def test_a_course_in_the_repository_keeps_the_software_open(tmp_path: Path) -> None:
+    """The repository (Python, aifkit) is served as a course by the shipped config: its private
+    parts are closed, not the folder; a course folder of its own is closed whole."""
+    assert permissions.holds_software(REPO) and not permissions.holds_software(tmp_path)
+
+    class CourseDir:
+        root = str(tmp_path)
+        db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+
+    assert permissions.course_private_paths(CourseDir()) == [tmp_path]

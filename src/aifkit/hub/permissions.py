@@ -59,7 +59,11 @@ def holds_software(root: Path) -> bool:
 
 
 def course_private_paths(coursedir: Any) -> list[Path]:
-    """What learners must not reach in a course: the whole folder, else its private parts."""
+    """What learners must not reach in a course: the whole folder, else its private parts.
+
+    The private folders nbgrader makes later (``submitted``, ``autograded``...) are made here
+    first: the formgrader would make them with its umask, readable by everyone.
+    """
     root = Path(coursedir.root)
     if not holds_software(root):
         return [root]
@@ -70,6 +74,8 @@ def course_private_paths(coursedir: Any) -> list[Path]:
         coursedir.autograded_directory,
         coursedir.feedback_directory,
     )
+    for name in folders:  # made now: the formgrader would make them readable by everyone
+        (root / name).mkdir(exist_ok=True)
     paths = [root / name for name in folders] + [root / ".git"]
     gradebook = gradebook_file(str(coursedir.db_url))
     if gradebook is not None:
