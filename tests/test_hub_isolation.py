@@ -12,6 +12,7 @@ warns (isolation: none), and `aifkit hub check` flags servers that share one acc
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
@@ -285,8 +286,6 @@ def test_modes_and_owners_on_disk(isolated: Isolated) -> None:
     group = f"jupyter-{COURSE_ID}-instructors"
     assert inbound.stat().st_gid == hub.course_root.stat().st_gid
     assert mode(hub.course_root) == 0o2770
-    import grp
-
     assert grp.getgrgid(hub.course_root.stat().st_gid).gr_name == group
     assert grp.getgrnam(group).gr_mem == ["jupyter-instructor"]
     for submission in inbound.iterdir():
@@ -311,9 +310,21 @@ def test_the_instructor_collects_and_grades_in_the_formgrader(isolated: Isolated
         assert result.get("success"), result
         return result
 
+    # learner1 files a later "submission" under learner2's name: collect must not take it
+    inbound = isolated.hub.exchange / COURSE_ID / "inbound"
+    forged = inbound / f"learner2+{ASSIGNMENT}+2099-01-01 00:00:00.000000 UTC+forged"
+    code, output = isolated.learner1.run_in_terminal(
+        f"cp -r ~/{ASSIGNMENT} {shlex.quote(str(forged))} && echo forged > "
+        f"{shlex.quote(str(forged / 'timestamp.txt'))}"
+    )
+    assert code == 0, output
+    genuine = (isolated.submission / "timestamp.txt").read_text()
+
     post(f"assignment/{ASSIGNMENT}/collect")
     submitted = isolated.hub.course_root / "submitted"
     assert sorted(p.name for p in submitted.iterdir()) == ["learner1", "learner2"]
+    assert (submitted / "learner2" / ASSIGNMENT / "timestamp.txt").read_text() == genuine
+    assert not forged.exists() and (inbound / f".forged-{forged.name}").is_dir()
     post(f"submission/{ASSIGNMENT}/learner1/autograde")
     assert (isolated.hub.course_root / "autograded" / "learner1" / ASSIGNMENT).is_dir()
 

@@ -83,6 +83,8 @@ def role_environment(
         "AIFKIT_HUB_COURSES": ",".join(c.id for c in config.course_list),
         "AIFKIT_EXCHANGE": str(config.exchange_root),
         "AIFKIT_COURSE_ROOT": str(config.course_path(one)) if one else "",
+        # isolated: the Unix account of hub user <name> is <prefix><name> (collect checks it)
+        "AIFKIT_ACCOUNT_PREFIX": config.user_prefix if config.isolated else "",
         **config.extra_env,
     }
 

@@ -66,18 +66,17 @@ def prepare(config: HubConfig, announce: Callable[[str], None] = print) -> None:
             announce(text)
         return
     require(config)
-    made = {user: accounts.ensure_user(config.account_name(user), home(config, user))
-            for user in config.users}  # fmt: skip
+    made = {u: accounts.ensure_user(config.account_name(u), home(config, u)) for u in config.users}
     permissions.protect_state(config.state, _sqlite_file(config))
     for course in config.course_list:
         members = tuple(config.account_name(user) for user in course.instructors)
         gid = accounts.ensure_group(config.instructors_group(course), members)
-        permissions.protect_course(permissions.course_private_paths(_coursedir(config, course)),
-                                   gid)  # fmt: skip
+        private = permissions.course_private_paths(_coursedir(config, course))
+        permissions.protect_course(private, gid)
         permissions.protect_exchange(config.exchange_root, course.id, gid)
-    if made:
-        learner = next(iter(made.values()))
-        probe(learner, [config.exchange_root, config.exchange_root / config.course_list[0].id])
+    # a learner if there is one: an instructor's groups could open what a learner's do not
+    for user in (config.learners_all or config.users)[:1]:
+        probe(made[user], [config.exchange_root, config.exchange_root / config.course_list[0].id])
     announce(f"isolation: each user's server runs as {config.user_prefix}<name> (homes 700)")
 
 

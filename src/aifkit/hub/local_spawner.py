@@ -34,6 +34,8 @@ class IsolatedLocalSpawner(LocalProcessSpawner):  # type: ignore[misc]
     def account(self) -> accounts.Account:
         """The user's account and home, made when missing (the hub prepares them at start)."""
         if self._account is None:
+            if not self.home_dir_template:
+                raise ValueError("IsolatedLocalSpawner.home_dir_template is not set")
             home = Path(self.home_dir_template.format(username=self.user.name))
             self._account = accounts.ensure_user(self.user_prefix + self.user.name, home)
         return self._account
