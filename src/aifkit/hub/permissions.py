@@ -3,9 +3,9 @@
 - the state folder: 0711 (learners pass through it to their homes and the exchange, never list
   it); everything else in it (secrets, database, log, proxy) loses every group/other bit;
   ``home/`` is 0711 and each home 0700, its account's own.
-- a course: its folder ``root:<prefix><course>-instructors`` mode 2770 when it holds only the
+- a course: its folder in group ``<prefix><course>-instructors``, mode 2770, when it holds only the
   course; when it also holds the software the servers run (the repository itself, as
-  ``make hub`` serves it), its nbgrader folders, gradebook and ``.git`` instead.
+  ``make hub`` serves it), its nbgrader and aifkit grading folders, gradebook and ``.git`` instead.
 - the exchange: nbgrader's modes, tightened. The root 1777 (nbgrader insists on 0777; the sticky
   bit stops a learner from renaming a course's folder away), ``<course>/`` and ``outbound/`` 0755,
   ``inbound/`` 3733 owned by the course's instructors group (learners create, cannot list, rename
@@ -64,6 +64,9 @@ def course_private_paths(coursedir: Any) -> list[Path]:
     The private folders nbgrader makes later (``submitted``, ``autograded``...) are made here
     first: the formgrader would make them with its umask, readable by everyone.
     """
+    from aifkit.grading.autograde import WORK_DIRECTORY
+    from aifkit.grading.records import RESULTS_DIRECTORY
+
     root = Path(coursedir.root)
     if not holds_software(root):
         return [root]
@@ -73,6 +76,8 @@ def course_private_paths(coursedir: Any) -> list[Path]:
         coursedir.submitted_directory,
         coursedir.autograded_directory,
         coursedir.feedback_directory,
+        RESULTS_DIRECTORY,  # aifkit's grading records and job folders
+        WORK_DIRECTORY,
     )
     for name in folders:  # made now: the formgrader would make them readable by everyone
         (root / name).mkdir(exist_ok=True)
@@ -90,9 +95,12 @@ def gradebook_file(db_url: str) -> Path | None:
 
 
 def protect_course(paths: Iterable[Path], gid: int) -> None:
-    """Each path ``root:<instructors>``: folders 2770, files 0660 (the top of each only)."""
+    """Each path in the instructors' group: folders 2770, files 0660 (the top of each only).
+
+    The owner stays: a course author's own checkout (its ``.git``) remains theirs.
+    """
     for path in paths:
-        _own(path, 0, gid, PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
+        _own(path, -1, gid, PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
 
 
 def protect_exchange(exchange: Path, course_id: str, gid: int) -> None:
