@@ -9,8 +9,8 @@ refused. ``isolation: none`` runs every server as the hub's own user, and says s
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,14 +35,22 @@ def home(config: HubConfig, user: str) -> Path:
     return config.state / "home" / user
 
 
+def _me() -> str:
+    """The Unix user this process runs as (by its id: the environment may say otherwise)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
 def require(config: HubConfig) -> None:
     """Refuse an isolated local hub that cannot isolate (not root); before anything is made."""
     if config.isolated and os.geteuid() != 0:
         raise HubConfigError(
             f"isolation: unix-users starts each user's server as their own Unix account, which "
-            f"needs a hub started as root (this is {getpass.getuser()}): run it as root, or set "
-            f"isolation: none in {config.base}/config.yml to run every server as "
-            f"{getpass.getuser()} (learners then read each other's work and the solutions)"
+            f"needs a hub started as root (this is {_me()}): run it as root, or set isolation: "
+            f"none in the hub's configuration to run every server as {_me()} (learners then "
+            "read each other's work and the solutions)"
         )
 
 
@@ -50,9 +58,8 @@ def warning(config: HubConfig) -> str:
     """What a hub without isolation says at every start ('' when it isolates)."""
     if config.spawner != "local" or config.isolated:
         return ""
-    user = getpass.getuser()
     return (
-        f"WARNING: isolation: none: every server runs as the Unix user {user}. Learners are NOT "
+        f"WARNING: isolation: none: every server runs as the Unix user {_me()}. Learners are NOT "
         "isolated: each can read and change the others' work, the course source with its "
         "solutions, the gradebook and the hub's secrets. Use it alone or for a demo; for a "
         "class start the hub as root with isolation: unix-users."
