@@ -168,6 +168,7 @@ class LocalHub:
 
     def session(self, username: str, *, login: bool = True) -> HubSession:
         """A browser session of ``username`` (logged in unless asked not to)."""
+        open_python_to_hub_accounts()  # again: another test session may have closed it
         user = HubSession(self.url, username, self.password)
         if login:
             user.login()
