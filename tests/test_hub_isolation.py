@@ -410,3 +410,19 @@ def test_a_course_in_the_repository_keeps_the_software_open(tmp_path: Path) -> N
         db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
 
     assert permissions.course_private_paths(CourseDir()) == [tmp_path]
+
+
+def test_a_home_from_before_isolation_is_handed_over(tmp_path: Path) -> None:
+    """A home the hub made as root (before isolation) becomes the account's, links untouched."""
+    from aifkit.hub import accounts
+
+    home = tmp_path / "home" / "learner1"
+    (home / ".local" / "share").mkdir(parents=True)
+    (home / "work.ipynb").write_text("{}")
+    (home / "hostname").symlink_to("/etc/hostname")
+    account = accounts.ensure_user("jupyter-learner1", home)
+    for path in (home, home / ".local", home / ".local" / "share", home / "work.ipynb"):
+        assert path.lstat().st_uid == account.uid, path
+    assert (home / "hostname").lstat().st_uid == account.uid
+    assert Path("/etc/hostname").stat().st_uid == 0, "a link's target changed owner"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700

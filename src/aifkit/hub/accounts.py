@@ -59,6 +59,8 @@ def ensure_user(name: str, home: Path) -> Account:
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise HubConfigError(f"the Unix account {name} is root's (uid/gid 0): refusing to use it")
     home.mkdir(parents=True, exist_ok=True)
+    if home.stat().st_uid != entry.pw_uid:  # a home of the hub before isolation: hand it over
+        _hand_over(home, entry.pw_uid, entry.pw_gid)
     os.chown(home, entry.pw_uid, entry.pw_gid)
     home.chmod(0o700)
     return Account(
@@ -68,6 +70,13 @@ def ensure_user(name: str, home: Path) -> Account:
         groups=tuple(os.getgrouplist(name, entry.pw_gid)),
         home=home,
     )
+
+
+def _hand_over(home: Path, uid: int, gid: int) -> None:
+    """Everything in ``home`` to the account (links themselves, never what they point to)."""
+    for folder, dirs, files in os.walk(home):
+        for name in dirs + files:
+            os.lchown(os.path.join(folder, name), uid, gid)
 
 
 def ensure_group(name: str, members: tuple[str, ...]) -> int:
