@@ -505,6 +505,7 @@ def write_config(work: Path, options: Options) -> Path:
         http_timeout=options.http_timeout,
         course_root=str(course),
         release=[],
+        isolation="none",  # the baseline it compares with runs every server as one user too
     )
     path = work / "hub" / "config.yml"  # every path in it is absolute
     path.parent.mkdir()

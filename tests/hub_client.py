@@ -10,6 +10,7 @@ Used by the hub tests and by ``benchmarks/hub_load.py``; the public API below is
         .stop_server(timeout=60.0) -> None    and wait until it is gone
         .server_api(method, path, **kw) -> Response  /user/<name>/<path>, with its XSRF header
         .run_cell(code, timeout=60.0, kernel_name=None) -> str  text of the cell's outputs
+        .run_in_terminal(command, timeout=60.0) -> tuple[int, str]  a terminal's exit code, output
         .get(path, **kw) -> Response          one request, redirects NOT followed
         .follow(path, max_hops=10) -> list[Response]  redirects followed within the hub
         .session                              the requests.Session (cookies)
@@ -21,6 +22,7 @@ Every request has a timeout; no call waits forever. Only ``requests`` and ``webs
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -201,6 +203,63 @@ class HubSession:
             return self._execute(kernel_id, code, timeout)
         finally:
             self.server_api("DELETE", f"api/kernels/{kernel_id}")
+
+    def run_in_terminal(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
+        """Type ``command`` (one line) into a new JupyterLab terminal, through its websocket.
+
+        Returns the exit code and what the shell printed between two markers, which the echo of
+        the typed line cannot contain (each is split in two there); CR LF is turned into LF.
+        The terminal is deleted afterwards, whatever happened.
+        """
+        reply = self.server_api("POST", "api/terminals")
+        if reply.status_code != 200:
+            raise HubError(f"creating a terminal: {reply.status_code} {reply.text[:500]}")
+        name = reply.json()["name"]
+        try:
+            return self._type(name, command, timeout)
+        finally:
+            self.server_api("DELETE", f"api/terminals/{name}")
+
+    def _websocket(self, path: str, timeout: float) -> websocket.WebSocket:
+        """A websocket to ``path`` on this user's server, with its cookies and XSRF header."""
+        http_url = self.url(self.server_path + path)
+        prepared = self.session.prepare_request(requests.Request("GET", http_url))
+        headers = [
+            f"X-XSRFToken: {self.xsrf(self.server_path + 'api/')}",
+            "Sec-Fetch-Mode: websocket",
+            "Sec-Fetch-Site: same-origin",
+        ]
+        cookie = prepared.headers.get("Cookie")  # the cookies of that path, as requests sends them
+        if isinstance(cookie, str) and cookie:
+            headers.append(f"Cookie: {cookie}")
+        ws_url = "ws" + http_url[len("http") :]
+        return websocket.create_connection(ws_url, header=headers, timeout=timeout)
+
+    def _type(self, name: str, command: str, timeout: float) -> tuple[int, str]:
+        begin, end = "@@AIFKIT-BEGIN@@", "@@AIFKIT-END@@"
+        line = f"echo '{begin[:5]}''{begin[5:]}'; {command}; echo '{end[:5]}''{end[5:]}' $?\r"
+        deadline = time.monotonic() + timeout
+        channel = self._websocket(f"terminals/websocket/{name}", timeout)
+        try:
+            channel.send(json.dumps(["stdin", line]))
+            seen = ""
+            pattern = re.compile(
+                re.escape(begin) + r"\r?\n(.*?)" + re.escape(end) + r" (\d+)", re.S
+            )
+            while not (found := pattern.search(seen)):
+                channel.settimeout(max(0.1, deadline - time.monotonic()))
+                try:
+                    raw = channel.recv()
+                except websocket.WebSocketTimeoutException:
+                    raise HubError(
+                        f"no end marker within {timeout:.0f} s: {seen[-2000:]}"
+                    ) from None
+                message = json.loads(raw) if isinstance(raw, str) else []
+                if message and message[0] == "stdout":
+                    seen += message[1]
+            return int(found.group(2)), found.group(1).replace("\r\n", "\n")
+        finally:
+            channel.close()
 
     def _execute(self, kernel_id: str, code: str, timeout: float) -> str:
         session_id = uuid.uuid4().hex

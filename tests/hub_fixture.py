@@ -1,9 +1,12 @@
 """Pytest plugin: real local training hubs (JupyterHub, its proxy, formgrader, culler) in tmp.
 
 ``make_hub(tmp_path, *, db_url=None, learners=(...), start=True)`` (per test) writes a hub
-configuration (profile local, a free port block P..P+3, state and a tiny nbgrader course in
-``tmp_path``) and starts it with ``aifkit.hub.run.start``; every hub it made is stopped at
-teardown, and then no process of it may remain. ``hub_database_url`` gives a test its own
+configuration (profile local, a free port block P..P+3, state and a tiny nbgrader course) and
+starts it with ``aifkit.hub.run.start``; every hub it made is stopped at teardown, and then no
+process of it may remain. Started as root, the hubs isolate their users (each server runs as the
+Unix account ``jupyter-<name>``): their folders are made in ``/tmp/aifkit-hubs-*`` (mode 0711,
+removed at teardown), since pytest's ``tmp_path`` is in a folder of mode 0700 those accounts
+cannot pass through. ``hub_database_url`` gives a test its own
 PostgreSQL database for the hub. configurable-http-proxy comes from PATH, else it is installed
 once with npm into pytest's cache folder (``.pytest_cache/d/aifkit-chp``).
 
@@ -15,7 +18,11 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import socket
+import stat
+import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -161,6 +168,7 @@ class LocalHub:
 
     def session(self, username: str, *, login: bool = True) -> HubSession:
         """A browser session of ``username`` (logged in unless asked not to)."""
+        open_python_to_hub_accounts()  # again: another test session may have closed it
         user = HubSession(self.url, username, self.password)
         if login:
             user.login()
@@ -250,6 +258,15 @@ class HubFactory:
 
     def __init__(self) -> None:
         self.hubs: list[LocalHub] = []
+        self._root: Path | None = None
+
+    @property
+    def root(self) -> Path:
+        """This factory's folder of hubs, reachable by the hub's Unix accounts (0711)."""
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="aifkit-hubs-"))
+            self._root.chmod(0o711)
+        return self._root
 
     def __call__(
         self,
@@ -267,7 +284,7 @@ class HubFactory:
         ``courses`` (``id``, ``instructors``, ``learners``) replace the one test course: each
         gets the test course "adv" in a folder of its own.
         """
-        folder = tmp_path / f"hub{len(self.hubs)}"
+        folder = self.root / f"hub{len(self.hubs)}"  # tmp_path: kept for the callers' own files
         state, course = folder / "state", folder / "course"
         course.mkdir(parents=True)
         make_test_course(course)
@@ -300,6 +317,7 @@ class HubFactory:
                 config["courses"].append({**entry, "root": str(root), "release": ["adv"]})
         config_path = folder / "config.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        open_python_to_hub_accounts()
         hub = LocalHub(
             config_path=config_path,
             state=state,
@@ -320,11 +338,57 @@ class HubFactory:
                 hub.stop()
             except Exception as error:  # stop the others all the same
                 problems.append(f"{type(error).__name__}: {error}")
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
         assert not problems, "\n".join(problems)
 
 
+def _folders_closed_to_others(paths: Sequence[Path]) -> list[Path]:
+    """The folders on the way to ``paths`` that other users cannot pass through (no o+x)."""
+    closed: dict[Path, None] = {}
+    for path in paths:
+        for folder in reversed(path.parents):
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                closed[folder] = None
+    return list(closed)
+
+
+OPENED: dict[Path, int] = {}  # folders this session opened (o+x), with their modes before
+
+
+def open_python_to_hub_accounts() -> None:
+    """o+x on every folder on the way to this Python that others cannot pass (root only).
+
+    Called at each hub start too: another test session on this machine that opened the same
+    folder (/root) may close it again when it ends.
+    """
+    if os.geteuid() != 0:
+        return
+    needed = [Path(sys.executable).resolve(), Path(sys.prefix), Path(sys.base_prefix)]
+    for folder in _folders_closed_to_others(needed):
+        mode = folder.stat().st_mode
+        OPENED.setdefault(folder, stat.S_IMODE(mode))
+        folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+@pytest.fixture(scope="session")
+def python_reachable_by_hub_accounts() -> Iterator[None]:
+    """The hub's accounts must run this Python: o+x on its folders for the session, then restored.
+
+    The interpreter of this machine is in /root/.pyenv (/root is 0700); other test runs share
+    /root, so the bit is taken back at the end, whatever happened.
+    """
+    try:
+        open_python_to_hub_accounts()
+        yield
+    finally:
+        for folder, mode in OPENED.items():
+            folder.chmod(mode)
+        OPENED.clear()
+
+
 @pytest.fixture
-def make_hub(chp_on_path: None) -> Iterator[HubFactory]:
+def make_hub(chp_on_path: None, python_reachable_by_hub_accounts: None) -> Iterator[HubFactory]:
     """Factory: ``make_hub(tmp_path, *, db_url=None, learners=LEARNERS, start=True)``."""
     factory = HubFactory()
     yield factory
@@ -332,7 +396,9 @@ def make_hub(chp_on_path: None) -> Iterator[HubFactory]:
 
 
 @pytest.fixture(scope="module")
-def make_module_hub(chp_on_path: None) -> Iterator[HubFactory]:
+def make_module_hub(
+    chp_on_path: None, python_reachable_by_hub_accounts: None
+) -> Iterator[HubFactory]:
     """The same factory for hubs shared by the tests of a module (stopped after the module)."""
     factory = HubFactory()
     yield factory

@@ -279,6 +279,7 @@ def test_hub_run_starts_and_stops(wheel_venv: WheelVenv, chp_on_path: None) -> N
         "instructors": [INSTRUCTOR],
         "learners": ["learner1"],
         "spawner": "local",
+        "isolation": "none",  # the wheel's venv is in a folder the hub's accounts cannot reach
         "start_timeout": 180,
         "course_id": COURSE_ID,
         "release": [],  # nbgrader's release is tested with the hub; here: that it starts

@@ -83,6 +83,8 @@ def role_environment(
         "AIFKIT_HUB_COURSES": ",".join(c.id for c in config.course_list),
         "AIFKIT_EXCHANGE": str(config.exchange_root),
         "AIFKIT_COURSE_ROOT": str(config.course_path(one)) if one else "",
+        # isolated: the Unix account of hub user <name> is <prefix><name> (collect checks it)
+        "AIFKIT_ACCOUNT_PREFIX": config.user_prefix if config.isolated else "",
         **config.extra_env,
     }
 
@@ -219,11 +221,8 @@ def _spawner(config: HubConfig, c: Any) -> None:
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
     c.Spawner.start_timeout = config.start_timeout
     c.Spawner.http_timeout = config.http_timeout
-    if os.geteuid() == 0 and config.spawner == "local":
-        c.Spawner.args = ["--allow-root"]  # the local training hub runs servers as its own user
     if config.spawner == "local":
-        c.JupyterHub.spawner_class = "simple"
-        c.SimpleLocalProcessSpawner.home_dir_template = str(config.state / "home" / "{username}")
+        _local_spawner(config, c)
         return
     # Registers /hub/api/batchspawner, where a job reports its server's port: the hub builds
     # its handlers before it makes any spawner, so the import cannot wait for the first spawn.
@@ -259,6 +258,20 @@ def _spawner(config: HubConfig, c: Any) -> None:
     # on the hub's own machine: default to the first profile (the spawner refuses unknown ones).
     c.ProfilesSpawner.child_class = "aifkit.hub.spawner.FactorySlurmSpawner"
     c.ProfilesSpawner.child_config = dict(profiles[0][3])
+
+
+def _local_spawner(config: HubConfig, c: Any) -> None:
+    """Each server as its user's own Unix account, or (isolation: none) as the hub's user."""
+    home = str(config.state / "home" / "{username}")
+    if config.isolated:
+        c.JupyterHub.spawner_class = "aifkit.hub.local_spawner.IsolatedLocalSpawner"
+        c.IsolatedLocalSpawner.user_prefix = config.user_prefix
+        c.IsolatedLocalSpawner.home_dir_template = home
+        return
+    c.JupyterHub.spawner_class = "simple"
+    c.SimpleLocalProcessSpawner.home_dir_template = home
+    if os.geteuid() == 0:
+        c.Spawner.args = ["--allow-root"]  # every server as the hub's own user: root
 
 
 def _services(config: HubConfig, c: Any) -> None:

@@ -1131,6 +1131,55 @@ def sqlite_db(hub: ConfigView) -> Iterator[Issue]:
         )
 
 
+# ---------------------------------------------------------------- learner isolation
+
+SHARED_USER_SPAWNERS = re.compile(r"^simple$|SimpleLocalProcessSpawner$")
+
+
+def _runs_as_hub_user(spec: Any) -> bool:
+    """Does this spawner class run every server as the hub's own Unix user?"""
+    cls = _import_class(spec)
+    if cls is not None:
+        return any(k.__name__ == "SimpleLocalProcessSpawner" for k in cls.__mro__)
+    return bool(SHARED_USER_SPAWNERS.search(_class_name(spec)))
+
+
+def _shared_user_reasons(hub: ConfigView) -> list[str]:
+    """Why servers of this hub run as the hub's own Unix user (none: each as its own)."""
+    spawner = hub.spawner_class
+    classes = [k for k, _ in hub.child_spawners] if is_wrapper(spawner) else [spawner]
+    reasons = [
+        f"{_class_name(k)} runs every server as the hub's own Unix user"
+        for k in classes
+        if _runs_as_hub_user(k)
+    ]
+    if not any(is_batch(k) for k in classes):  # local processes of a hub run as root
+        for section, args in hub.each(SPAWNER_SECTIONS, "args"):
+            if "--allow-root" in (args or []):
+                reasons.append(f"c.{section}.args has --allow-root: the servers run as root")
+    return reasons
+
+
+@rule("learner-isolation", "a hub for several users runs no two users' servers as one account")
+def learner_isolation(hub: ConfigView) -> Iterator[Issue]:
+    reasons = _shared_user_reasons(hub)
+    users = {str(u) for _, v in hub.each("Authenticator", "allowed_users") for u in v or []}
+    users |= {u for members in hub.groups.values() for u in members}
+    groups = [g for _, v in hub.each("Authenticator", "allowed_groups") for g in v or []]
+    if not reasons or (len(users) <= 1 and not groups):
+        return
+    who = f"{len(users)} users" + (f" and the groups {sorted(groups)}" if groups else "")
+    yield Issue(
+        "error",
+        "c.JupyterHub.spawner_class",
+        f"{who} share one Unix account ({'; '.join(reasons)}): each learner's kernel and "
+        "terminal can read and change the others' work, the course source with its solutions, "
+        "the gradebook and the hub's secrets",
+        "start the local hub as root with isolation: unix-users (each server as its user's own "
+        "account: aifkit.hub.local_spawner.IsolatedLocalSpawner), or serve a single user",
+    )
+
+
 # ---------------------------------------------------------------- entry points
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from aifkit import processes, resources
-from aifkit.hub import secrets
+from aifkit.hub import isolation, secrets
 from aifkit.hub.schema import CourseEntry, HubConfig, HubConfigError, load
 
 CHP_VERSION = "5.3.0"
@@ -71,9 +71,24 @@ def release_course(config: HubConfig, announce: Callable[[str], None] = print) -
     ]
 
 
-def _release_one(
-    config: HubConfig, entry: CourseEntry, announce: Callable[[str], None]
-) -> list[str]:
+@contextlib.contextmanager
+def _course_environment(config: HubConfig, entry: CourseEntry) -> Iterator[None]:
+    """The course's variables set while its nbgrader_config.py is read (it may read them)."""
+    environment = course_environment(config, entry)
+    saved = {k: os.environ.get(k) for k in environment}
+    os.environ.update(environment)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def load_course(config: HubConfig, entry: CourseEntry) -> Any:
+    """The course as nbgrader sees it (its id and the hub's exchange set)."""
     from traitlets.config import Config
 
     from aifkit.grading.course import Course
@@ -81,18 +96,15 @@ def _release_one(
     overrides = Config()
     overrides.CourseDirectory.course_id = entry.id
     overrides.Exchange.root = str(config.exchange_root)
-    environment = course_environment(config, entry)
-    saved = {k: os.environ.get(k) for k in environment}
-    os.environ.update(environment)  # a course's nbgrader_config.py may read them
-    try:
-        course = Course.load(config.course_path(entry), overrides)
-        return _release(config, entry, course, announce)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with _course_environment(config, entry):
+        return Course.load(config.course_path(entry), overrides)
+
+
+def _release_one(
+    config: HubConfig, entry: CourseEntry, announce: Callable[[str], None]
+) -> list[str]:
+    with _course_environment(config, entry):
+        return _release(config, entry, load_course(config, entry), announce)
 
 
 def _release(
@@ -187,6 +199,7 @@ def _default_interrupt_signals() -> None:
 def start(config_path: Path, announce: Callable[[str], None] = print) -> RunningHub:
     """Set up what is missing and start JupyterHub; returns once it answers /hub/health."""
     config = load(config_path)
+    isolation.require(config)  # refused before anything is made
     created = secrets.ensure(config)
     for made in created:
         announce(f"created {made} (mode 600)")
@@ -194,6 +207,7 @@ def start(config_path: Path, announce: Callable[[str], None] = print) -> Running
     (config.state / "home").mkdir(parents=True, exist_ok=True)
     chp = proxy_bin(config, announce)
     release_course(config, announce)
+    isolation.prepare(config, announce)
     venv_bin = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -202,7 +216,7 @@ def start(config_path: Path, announce: Callable[[str], None] = print) -> Running
         "AIFKIT_HUB_CONFIG": str(Path(config_path).resolve()),
     }
     log = config.state / "jupyterhub.log"
-    with open(log, "ab") as stream:
+    with open(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as stream:
         process = subprocess.Popen(
             # this Python's JupyterHub (no script on PATH needed) and aifkit's one config file
             [sys.executable, "-m", "jupyterhub", "-f", str(resources.hub_config_file())],

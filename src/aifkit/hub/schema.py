@@ -7,6 +7,7 @@ Every problem names the key and says what is expected.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ def _number_as_text(raw: object) -> object:
     return str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else raw
 
 
+UNIX_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 Names = Annotated[Items[str], Field(description="a list of names")]
 EnvText = Annotated[str, BeforeValidator(_number_as_text)]
 
@@ -138,6 +140,14 @@ class HubConfig(Model):
     learners: Names = ()
     allowed_groups: Names = ()
     spawner: Literal["local", "slurm"] = "local"
+    # the local spawner: each user's server as their own Unix account (needs root), or all as
+    # the hub's own user (``none``: learners are not isolated, said at every start)
+    isolation: Literal["unix-users", "none"] = "unix-users"
+    user_prefix: str = Field(
+        "jupyter-",
+        pattern=r"^[a-z_][a-z0-9_-]{0,15}$",
+        description="a Unix name prefix: lowercase letters, digits, _ or -, at most 16",
+    )
     start_timeout: int = 120
     http_timeout: int = 60
     profiles: Items[SpawnProfile] = ()
@@ -171,6 +181,7 @@ class HubConfig(Model):
         if self.spawner == "slurm" and not self.profiles:
             problems.append("the slurm spawner needs at least one entry in profiles")
         problems += self._courses_problems()
+        problems += self._account_problems()
         problems += self._profiles_fit_the_site()
         if problems:
             raise ValueError("\n".join(problems))
@@ -209,6 +220,42 @@ class HubConfig(Model):
                     "so they would share one gradebook: give each course its own folder"
                 )
             roots[root] = course.id
+        return problems
+
+    @property
+    def isolated(self) -> bool:
+        """Does each user's server run as their own Unix account (the local spawner only)?"""
+        return self.spawner == "local" and self.isolation == "unix-users"
+
+    def account_name(self, user: str) -> str:
+        """The Unix account of hub user ``user``: the prefix, then the name."""
+        return self.user_prefix + user
+
+    def instructors_group(self, course: CourseEntry) -> str:
+        """The Unix group of a course's instructors: they, and the hub, read its files."""
+        return f"{self.user_prefix}{course.id}-instructors"
+
+    def _account_problems(self) -> list[str]:
+        """With isolation, every user and course must give a valid Unix name (32 characters)."""
+        if not self.isolated:
+            return []
+        problems = []
+        for user in self.users:
+            name = self.account_name(user)
+            if not UNIX_NAME.fullmatch(name):
+                problems.append(
+                    f"user {user!r}: its Unix account {name!r} is not a valid name (lowercase "
+                    "letters, digits, _ or -, at most 32 characters): rename the user or "
+                    "shorten user_prefix"
+                )
+        for course in self.course_list:
+            group = self.instructors_group(course)
+            if not UNIX_NAME.fullmatch(group):
+                problems.append(
+                    f"course {course.id!r}: its instructors' Unix group {group!r} is not a valid "
+                    "name (lowercase letters, digits, _ or -, at most 32 characters): shorten "
+                    "the course id or user_prefix"
+                )
         return problems
 
     @property

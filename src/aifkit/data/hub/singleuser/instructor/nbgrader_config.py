@@ -10,3 +10,5 @@ c = get_config()  # noqa: F821
 courses = [name for name in os.environ.get("AIFKIT_COURSES", "").split(",") if name]
 c.CourseDirectory.course_id = os.environ.get("AIFKIT_COURSE_ID") or (courses or ["aifkit"])[0]
 c.Exchange.root = os.environ["AIFKIT_EXCHANGE"]
+# on an isolated hub: a submission counts only if its student's own account made it
+c.ExchangeFactory.collect = "aifkit.hub.submission.OwnerCheckedCollect"

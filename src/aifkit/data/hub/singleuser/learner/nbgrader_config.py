@@ -16,3 +16,5 @@ c.Exchange.root = os.environ["AIFKIT_EXCHANGE"]
 if "," in os.environ.get("AIFKIT_HUB_COURSES", ""):
     c.Exchange.path_includes_course = True
     c.Authenticator.plugin_class = "nbgrader.auth.JupyterHubAuthPlugin"
+# the submission readable by the learner and the course's instructors only (nbgrader: 0777)
+c.ExchangeFactory.submit = "aifkit.hub.submission.PrivateSubmit"
