@@ -16,7 +16,7 @@ jobs run as them through `sudo -E -u <learner>` (batchspawner's exec prefix). Pr
 
 The single-user servers run from this repository's venv as the learners. When that venv's
 Python lies under a folder others cannot enter (here /root, mode 700, for a pyenv Python), the
-set-up adds o+x (enter, not list) to that folder for the module and restores the mode after;
+set-up adds o+x (enter, not list) to that folder for the session and restores the mode after;
 on the factory the venv lives on a shared software path.
 """
 
@@ -27,7 +27,6 @@ import json
 import os
 import pwd
 import re
-import stat
 import subprocess
 import sys
 import time
@@ -114,15 +113,6 @@ def run_as(user: str, *command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def closed_parents(path: Path) -> list[Path]:
-    """The folders above ``path`` (resolved) that others may not enter."""
-    return [
-        parent
-        for parent in Path(os.path.realpath(path)).parents
-        if not parent.stat().st_mode & stat.S_IXOTH
-    ]
-
-
 # -- the hub ----------------------------------------------------------------------------------
 
 
@@ -173,22 +163,12 @@ def learners_exist(slurm_cluster: None) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def venv_usable_by_learners(learners_exist: None) -> Iterator[None]:
-    """The learners can run this venv's aifkit-singleuser (o+x on closed parents if not)."""
+def venv_usable_by_learners(learners_exist: None, python_reachable_by_hub_accounts: None) -> None:
+    """The learners can run this venv's aifkit-singleuser (the hub fixture's session fixture
+    opens the folders on the way to this Python, and closes them again at the end)."""
     singleuser = Path(sys.executable).parent / "aifkit-singleuser"
-    changed: dict[Path, int] = {}
-    if run_as(LEARNERS[0], str(singleuser), "--version").returncode != 0:
-        for folder in closed_parents(Path(sys.executable)) + closed_parents(singleuser):
-            if folder not in changed:
-                changed[folder] = folder.stat().st_mode
-                folder.chmod(changed[folder] | stat.S_IXOTH)
-    try:
-        check = run_as(LEARNERS[0], str(singleuser), "--version")
-        assert check.returncode == 0, f"learners cannot run {singleuser}: {check.stderr}"
-        yield
-    finally:
-        for folder, mode in changed.items():
-            folder.chmod(stat.S_IMODE(mode))
+    check = run_as(LEARNERS[0], str(singleuser), "--version")
+    assert check.returncode == 0, f"learners cannot run {singleuser}: {check.stderr}"
 
 
 @pytest.fixture(scope="module")
