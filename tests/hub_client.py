@@ -220,8 +220,9 @@ class HubSession:
         finally:
             self.server_api("DELETE", f"api/terminals/{name}")
 
-    def _websocket(self, path: str, timeout: float) -> websocket.WebSocket:
-        """A websocket to ``path`` on this user's server, with its cookies and XSRF header."""
+    def _websocket(self, path: str, timeout: float, query: str = "") -> websocket.WebSocket:
+        """A websocket to ``path`` (plus ``query``) on this user's server, with its cookies and
+        XSRF header."""
         http_url = self.url(self.server_path + path)
         prepared = self.session.prepare_request(requests.Request("GET", http_url))
         headers = [
@@ -232,7 +233,7 @@ class HubSession:
         cookie = prepared.headers.get("Cookie")  # the cookies of that path, as requests sends them
         if isinstance(cookie, str) and cookie:
             headers.append(f"Cookie: {cookie}")
-        ws_url = "ws" + http_url[len("http") :]
+        ws_url = "ws" + http_url[len("http") :] + query
         return websocket.create_connection(ws_url, header=headers, timeout=timeout)
 
     def _type(self, name: str, command: str, timeout: float) -> tuple[int, str]:
@@ -263,19 +264,10 @@ class HubSession:
 
     def _execute(self, kernel_id: str, code: str, timeout: float) -> str:
         session_id = uuid.uuid4().hex
-        http_url = self.url(f"{self.server_path}api/kernels/{kernel_id}/channels")
-        ws_url = "ws" + http_url[len("http") :] + f"?session_id={session_id}"
-        prepared = self.session.prepare_request(requests.Request("GET", http_url))
-        headers = [
-            f"X-XSRFToken: {self.xsrf(self.server_path + 'api/')}",
-            "Sec-Fetch-Mode: websocket",
-            "Sec-Fetch-Site: same-origin",
-        ]
-        cookie = prepared.headers.get("Cookie")  # the cookies of that path, as requests sends them
-        if isinstance(cookie, str) and cookie:
-            headers.append(f"Cookie: {cookie}")
         deadline = time.monotonic() + timeout
-        channel = websocket.create_connection(ws_url, header=headers, timeout=timeout)
+        channel = self._websocket(
+            f"api/kernels/{kernel_id}/channels", timeout, query=f"?session_id={session_id}"
+        )
         try:
             msg_id = uuid.uuid4().hex
             channel.send(json.dumps(self._execute_request(msg_id, session_id, code)))

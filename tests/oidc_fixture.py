@@ -12,7 +12,6 @@ OIDC_BASE and OIDC_PORT, the scripts' variables, apply here too.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+from postgres_fixture import answers_on_loopback
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 HOST = "127.0.0.1"
@@ -105,14 +105,6 @@ class OidcProvider:
         assert sorted(seen.get("groups") or []) == sorted(groups), seen
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 def _down() -> None:
     subprocess.run([str(SCRIPTS / "oidc-down.sh")], capture_output=True, text=True, timeout=60)
 
@@ -133,7 +125,7 @@ def oidc_provider() -> Iterator[OidcProvider]:
             "the OIDC provider needs root to be installed and to read its secrets (CI runs as "
             "root); start it with scripts/oidc-up.sh"
         )
-    started = not _answers(provider.port)
+    started = not answers_on_loopback(provider.port)
     # 600 s: a fresh CI machine installs glewlwyd from Debian's mirror first
     up = subprocess.run([str(SCRIPTS / "oidc-up.sh")], capture_output=True, text=True, timeout=600)
     if up.returncode != 0:

@@ -63,7 +63,7 @@ class PostgresServer:
         return psycopg2.connect(**(params | kwargs))
 
 
-def _answers(port: int) -> bool:
+def answers_on_loopback(port: int) -> bool:
     """Does anything accept TCP connections on 127.0.0.1:port?"""
     try:
         with socket.create_connection((HOST, port), timeout=2):
@@ -88,7 +88,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         password=os.environ.get("PG_PASSWORD", "aifkit-test"),
         base=Path(os.environ.get("PG_BASE", "/tmp/aifkit-postgres")),
     )
-    started = not _answers(server.port)
+    started = not answers_on_loopback(server.port)
     if started:
         if os.geteuid() != 0:
             pytest.skip(

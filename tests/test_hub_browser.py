@@ -61,15 +61,12 @@ ANSWERS = {
 }
 WRITTEN_ANSWER = "Squaring never gives a negative number; the mean divides the sum by the count."
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: run scripts/system-deps.sh as root "
-        "(apt-get install chromium); Playwright drives Debian's chromium, never a download",
-    ),
-]
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} is missing: run scripts/system-deps.sh as root "
+    "(apt-get install chromium); Playwright drives Debian's chromium, never a download",
+)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
 
 
 class Journey:
@@ -126,8 +123,9 @@ class Journey:
         return context
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@contextlib.contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright; closed on leaving."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
@@ -137,6 +135,12 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -26,25 +26,16 @@ import yaml
 from builders import REPO
 from hub_fixture import COURSE_ID, HubFactory, LocalHub, record
 from oidc_fixture import GROUPS, INSTRUCTORS_GROUP, LEARNERS_GROUP, OidcProvider
+from test_hub_browser import NEEDS_CHROMIUM, headless_chromium
 
 from aifkit.hub import check
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 ARTIFACTS = REPO / "build" / "test-artifacts" / "browser-oidc"
 FACTORY = REPO / "hub-config" / "factory" / "config.yml"
 ACTION_TIMEOUT_MS = 30_000
 NONCE = "aifkit-test-nonce"  # glewlwyd insists on a nonce in the code flow (see docs/hub.md)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: run scripts/system-deps.sh as root (apt-get install "
-        "chromium); Playwright drives Debian's chromium, never a download",
-    ),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
 
 
 def factory_oidc(provider: OidcProvider, callback_url: str) -> dict[str, Any]:
@@ -81,15 +72,8 @@ def oidc_hub(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ on the factory the venv lives on a shared software path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
@@ -257,9 +258,8 @@ class Outcome:
     seconds: float
 
 
-def progress_events(user: HubSession, timeout: float) -> list[dict[str, Any]]:
-    """The spawn's progress events (server-sent), until the one that says ready or failed."""
-    events: list[dict[str, Any]] = []
+def progress_stream(user: HubSession, timeout: float) -> Iterator[dict[str, Any]]:
+    """The spawn's progress events (server-sent) as they come, until one says ready or failed."""
     with user.api(
         "GET", f"users/{user.username}/server/progress", stream=True, timeout=timeout
     ) as reply:
@@ -268,10 +268,14 @@ def progress_events(user: HubSession, timeout: float) -> list[dict[str, Any]]:
             if not line or not line.startswith("data:"):
                 continue
             event = json.loads(line[len("data:") :])
-            events.append(event)
+            yield event
             if event.get("ready") or event.get("failed"):
-                break
-    return events
+                return
+
+
+def progress_events(user: HubSession, timeout: float) -> list[dict[str, Any]]:
+    """The spawn's progress events, until the one that says ready or failed."""
+    return list(progress_stream(user, timeout))
 
 
 def spawn(user: HubSession, profile: str, timeout: float = WAIT_S, **extra: str) -> Outcome:
@@ -297,17 +301,11 @@ def events_until(
 ) -> tuple[list[str], re.Match[str] | None]:
     """The spawn's progress messages until one matches ``found`` (a compiled pattern)."""
     messages: list[str] = []
-    with user.api(
-        "GET", f"users/{user.username}/server/progress", stream=True, timeout=timeout
-    ) as reply:
-        assert reply.status_code == 200, reply.text
-        for line in reply.iter_lines(decode_unicode=True):
-            if not line or not line.startswith("data:"):
-                continue
-            event = json.loads(line[len("data:") :])
+    with contextlib.closing(progress_stream(user, timeout)) as events:
+        for event in events:
             messages.append(str(event.get("message", "")))
             match = found.search(messages[-1])
-            if match or event.get("ready") or event.get("failed"):
+            if match:
                 return messages, match
     return messages, None
 

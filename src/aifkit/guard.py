@@ -41,7 +41,7 @@ import linecache
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from types import CodeType, FrameType, FunctionType
 from typing import Any
 
@@ -258,14 +258,18 @@ def _make_hook(
         frame = caller(origin, skip)
         return frame is not None and not trusted_file(file_of(frame.f_code))
 
-    def importing(origin: FrameType | None) -> bool:
-        """Whether the import system is on the stack (a module is being imported)."""
+    def file_on_stack(origin: FrameType | None, files: Container[str]) -> bool:
+        """Whether a frame of one of ``files`` is on the stack."""
         frame, depth = origin, 0
         while frame is not None and depth < max_stack:
-            if file_of(frame.f_code) in importlib_files:
+            if file_of(frame.f_code) in files:
                 return True
             frame, depth = frame.f_back, depth + 1
         return False
+
+    def importing(origin: FrameType | None) -> bool:
+        """Whether the import system is on the stack (a module is being imported)."""
+        return file_on_stack(origin, importlib_files)
 
     def learner_on_stack(origin: FrameType | None) -> bool:
         return next(iter(learner_frames(origin)), None) is not None
@@ -428,12 +432,7 @@ def _make_hook(
 
     def test_running(origin: FrameType | None) -> bool:
         """Whether a test's frame is on the stack."""
-        frame, depth = origin, 0
-        while frame is not None and depth < max_stack:
-            if file_of(frame.f_code) in test_files:
-                return True
-            frame, depth = frame.f_back, depth + 1
-        return False
+        return file_on_stack(origin, test_files)
 
     def during_test_by_learner(origin: FrameType | None) -> bool:
         """Learner code asks for a frame inside a test (a test's frame beneath it). Who asks

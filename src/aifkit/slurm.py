@@ -48,7 +48,6 @@ RUNNING_STATES = frozenset({"RUNNING", "COMPLETING"})
 _UNREACHABLE = re.compile(
     r"Socket timed out on send/recv|Unable to contact slurm controller|did not answer within"
 )
-_RECORD_START = re.compile(r"^(?=JobId=)", flags=re.MULTILINE)
 _FIELD = re.compile(r"([\w/:]+)=(\S*)")
 
 
@@ -141,11 +140,17 @@ def controller_unreachable(text: str) -> bool:
     return bool(_UNREACHABLE.search(text))
 
 
+def scontrol_records(text: str, first_key: str) -> list[dict[str, str]]:
+    """The ``Key=value`` fields of each record ``scontrol show ...`` printed (multi-line or
+    ``--oneliner``), a record starting at each line that begins with ``first_key=``."""
+    starts = re.compile(rf"^(?={re.escape(first_key)}=)", flags=re.MULTILINE)
+    return [dict(_FIELD.findall(record)) for record in starts.split(text)]
+
+
 def parse_scontrol(text: str) -> list[JobStatus]:
     """The records of ``scontrol show job`` (multi-line or ``--oneliner``): one per job or task."""
     jobs = []
-    for record in _RECORD_START.split(text):
-        fields = dict(_FIELD.findall(record))
+    for fields in scontrol_records(text, "JobId"):
         if "JobId" not in fields or "JobState" not in fields:
             continue
         jobs.append(

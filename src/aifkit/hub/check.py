@@ -349,13 +349,7 @@ class ConfigView:
         url = urlparse(self.bind_url)
         if url.scheme.endswith("+unix"):
             return False
-        host = url.hostname or ""
-        if host in LOOPBACK_NAMES:
-            return False
-        try:
-            return not ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return True  # "" is every interface; a name resolves to who knows what
+        return _remote_host(url.hostname or "")
 
     @property
     def spawner_class(self) -> Any:
@@ -811,18 +805,20 @@ def oidc_groups(hub: ConfigView) -> Iterator[Issue]:
             )
 
 
-def _plain_http(url: str) -> bool:
-    """An http:// URL to a host other than loopback (tokens and codes travel in clear)."""
-    parsed = urlparse(url)
-    if parsed.scheme != "http":
-        return False
-    host = parsed.hostname or ""
+def _remote_host(host: str) -> bool:
+    """A host other than loopback: "" is every interface, a name resolves to who knows what."""
     if host in LOOPBACK_NAMES:
         return False
     try:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return True
+
+
+def _plain_http(url: str) -> bool:
+    """An http:// URL to a host other than loopback (tokens and codes travel in clear)."""
+    parsed = urlparse(url)
+    return parsed.scheme == "http" and _remote_host(parsed.hostname or "")
 
 
 @rule("oidc-https", "the OIDC callback and the provider's endpoints use HTTPS")

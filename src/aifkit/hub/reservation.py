@@ -16,8 +16,6 @@ from datetime import datetime
 from aifkit import slurm
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_RECORD_START = re.compile(r"^(?=ReservationName=)", flags=re.MULTILINE)
-_FIELD = re.compile(r"(\w+)=(\S*)")
 
 
 class ReservationError(RuntimeError):
@@ -67,8 +65,7 @@ def expand_nodes(text: str) -> frozenset[str]:
 def parse(text: str) -> dict[str, Reservation]:
     """The reservations of ``scontrol show reservation`` (multi-line or ``--oneliner``)."""
     found = {}
-    for record in _RECORD_START.split(text):
-        fields = dict(_FIELD.findall(record))
+    for fields in slurm.scontrol_records(text, "ReservationName"):
         if "ReservationName" not in fields:
             continue
         partition = fields.get("PartitionName", "")
