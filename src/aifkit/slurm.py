@@ -21,6 +21,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from aifkit.errors import AifkitError
@@ -204,6 +205,14 @@ def format_time(minutes: int) -> str:
     days, rest = divmod(int(minutes), 24 * 60)
     clock = f"{rest // 60:02d}:{rest % 60:02d}:00"
     return f"{days}-{clock}" if days else clock
+
+
+def parse_time(text: str) -> datetime | None:
+    """A timestamp as SLURM prints it ("2026-12-03T09:00:00"); None for "N/A", "Unknown", ""."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _known(value: str) -> str:

@@ -38,6 +38,14 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
 
 
+def user_name(uid: int) -> str:
+    """The account name of ``uid``, or "uid N" for an id the password database lacks."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
 def _lookup(name: str) -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(name)

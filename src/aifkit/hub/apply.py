@@ -204,11 +204,14 @@ def manages_groups(config: HubConfig) -> bool:
     return oidc is not None and bool(config.allowed_groups or oidc.instructor_groups)
 
 
+def provider_instructor_groups(config: HubConfig) -> tuple[str, ...]:
+    """Under OIDC, the provider's groups whose members teach every course."""
+    return tuple(config.oidc.instructor_groups) if config.auth == "oidc" and config.oidc else ()
+
+
 def instructor_groups(config: HubConfig) -> tuple[str, ...]:
-    """Hub groups whose members teach every course: ``instructors``, and under OIDC the
-    provider's instructor groups."""
-    extra = config.oidc.instructor_groups if config.auth == "oidc" and config.oidc else ()
-    return ("instructors", *extra)
+    """Hub groups whose members teach every course: ``instructors``, and the provider's."""
+    return ("instructors", *provider_instructor_groups(config))
 
 
 def _spawner(config: HubConfig, c: Any) -> None:
@@ -310,7 +313,7 @@ def _services(config: HubConfig, c: Any) -> None:
             "name": f"formgrade-{course.id}",
             "description": f"the instructors of {course.id} reach its formgrader, no one else",
             # under OIDC also the provider's instructor groups (the hub's groups follow them)
-            "groups": [f"formgrade-{course.id}", *instructor_groups(config)[1:]],
+            "groups": [f"formgrade-{course.id}", *provider_instructor_groups(config)],
             # and the course's named instructors themselves: managed groups leave them out
             **({"users": list(course.instructors)} if manages_groups(config) else {}),
             "scopes": [f"access:services!service={course.id}"],

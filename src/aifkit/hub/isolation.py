@@ -10,7 +10,6 @@ refused. ``isolation: none`` runs every server as the hub's own user, and says s
 from __future__ import annotations
 
 import os
-import pwd
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,10 +36,7 @@ def home(config: HubConfig, user: str) -> Path:
 
 def _me() -> str:
     """The Unix user this process runs as (by its id: the environment may say otherwise)."""
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return f"uid {os.geteuid()}"
+    return accounts.user_name(os.geteuid())
 
 
 def require(config: HubConfig) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from aifkit import slurm
+
 QUEUE_FORMAT = "%i|%P|%Q|%S|%r"  # job id, partition, priority, expected start, reason
 
 # SLURM's reasons a learner meets while waiting, in plain words (others are shown as they are).
@@ -75,13 +77,6 @@ def queue_command() -> list[str]:
     ]
 
 
-def _start(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:  # "N/A", "Unknown"
-        return None
-
-
 def _priority(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
@@ -107,7 +102,7 @@ def parse_pending(text: str, job_id: str) -> PendingJob | None:
         reason=mine[4].strip(),
         position=[row[0] for row in ahead].index(job_id) + 1,
         pending=len(ahead),
-        start=_start(mine[3].strip()),
+        start=slurm.parse_time(mine[3].strip()),
     )
 
 

@@ -37,13 +37,6 @@ class Reservation:
         return self.end is not None and self.end <= (now or datetime.now())
 
 
-def _time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
 def expand_nodes(text: str) -> frozenset[str]:
     """SLURM's host list ("aifkit-n[1-2],gpu07") as names; "(null)" is none."""
     names: set[str] = set()
@@ -71,8 +64,8 @@ def parse(text: str) -> dict[str, Reservation]:
         partition = fields.get("PartitionName", "")
         found[fields["ReservationName"]] = Reservation(
             name=fields["ReservationName"],
-            start=_time(fields.get("StartTime", "")),
-            end=_time(fields.get("EndTime", "")),
+            start=slurm.parse_time(fields.get("StartTime", "")),
+            end=slurm.parse_time(fields.get("EndTime", "")),
             nodes=expand_nodes(fields.get("Nodes", "")),
             partition="" if partition == "(null)" else partition,
             state=fields.get("State", ""),

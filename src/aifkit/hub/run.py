@@ -89,6 +89,11 @@ def _course_environment(config: HubConfig, entry: CourseEntry) -> Iterator[None]
 
 def load_course(config: HubConfig, entry: CourseEntry) -> Any:
     """The course as nbgrader sees it (its id and the hub's exchange set)."""
+    with _course_environment(config, entry):
+        return _load_course(config, entry)
+
+
+def _load_course(config: HubConfig, entry: CourseEntry) -> Any:
     from traitlets.config import Config
 
     from aifkit.grading.course import Course
@@ -96,15 +101,14 @@ def load_course(config: HubConfig, entry: CourseEntry) -> Any:
     overrides = Config()
     overrides.CourseDirectory.course_id = entry.id
     overrides.Exchange.root = str(config.exchange_root)
-    with _course_environment(config, entry):
-        return Course.load(config.course_path(entry), overrides)
+    return Course.load(config.course_path(entry), overrides)
 
 
 def _release_one(
     config: HubConfig, entry: CourseEntry, announce: Callable[[str], None]
 ) -> list[str]:
     with _course_environment(config, entry):
-        return _release(config, entry, load_course(config, entry), announce)
+        return _release(config, entry, _load_course(config, entry), announce)
 
 
 def _release(

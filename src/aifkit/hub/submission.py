@@ -14,13 +14,13 @@ account of the student it names is set aside (renamed ``.forged-<name>``) before
 from __future__ import annotations
 
 import os
-import pwd
 from pathlib import Path
 from typing import Any
 
 from nbgrader.exchange.default.collect import ExchangeCollect
 from nbgrader.exchange.default.submit import ExchangeSubmit
 
+from aifkit.hub.accounts import user_name
 from aifkit.hub.permissions import make_submission_private
 
 
@@ -43,11 +43,7 @@ def set_aside_forged(inbound: Path, prefix: str, log: Any) -> list[Path]:
         if entry.name.startswith("."):
             continue
         student = entry.name.split("+", 1)[0]
-        uid = entry.lstat().st_uid
-        try:
-            owner = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            owner = f"uid {uid}"
+        owner = user_name(entry.lstat().st_uid)
         if owner != prefix + student:
             target = inbound / (SET_ASIDE + entry.name)
             entry.rename(target)
